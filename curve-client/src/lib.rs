@@ -1,0 +1,3 @@
+//! Curve client.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]

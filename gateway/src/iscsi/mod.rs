@@ -1,0 +1,1 @@
+//! iSCSI protocol (RFC 7143), sans-IO.

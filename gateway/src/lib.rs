@@ -1,0 +1,3 @@
+//! The gateway library.
+#![forbid(unsafe_code)]
+pub mod iscsi;

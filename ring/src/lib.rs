@@ -1,0 +1,2 @@
+//! io_uring event loop.
+#![deny(missing_docs)]

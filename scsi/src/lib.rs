@@ -1,0 +1,3 @@
+//! SCSI emulation.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
