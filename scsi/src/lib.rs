@@ -1,3 +1,138 @@
-//! SCSI emulation.
+//! Sans-IO SCSI target emulation (SPC-4, SBC-3) for the gateway.
+//!
+//! A [`Target`] holds the LUN 0 controller and the disk LUs of one iSCSI target. It turns a
+//! command into an [`Action`]: an immediate [`Response`] for everything it emulates, or a
+//! backing-store request (read, write, compare, flush) that the caller performs and reports
+//! back through [`Target::complete`]. It never does I/O itself, so every command is testable
+//! without a ring, a socket or a file.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+mod cdb;
+mod inquiry;
+mod lu;
+mod mode;
+mod opcodes;
+pub mod sense;
+mod target;
+
+pub use lu::LuConfig;
+pub use target::{Target, TargetConfig};
+
+/// Identity of an I_T nexus (one per iSCSI session).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct NexusId(pub u64);
+
+/// SCSI status codes (SAM-5 §5.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ScsiStatus {
+    /// GOOD.
+    Good = 0x00,
+    /// CHECK CONDITION: sense data says why.
+    CheckCondition = 0x02,
+    /// BUSY.
+    Busy = 0x08,
+    /// RESERVATION CONFLICT.
+    ReservationConflict = 0x18,
+    /// TASK SET FULL.
+    TaskSetFull = 0x28,
+}
+
+/// A command's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    /// Status.
+    pub status: ScsiStatus,
+    /// Sense data (fixed or descriptor format, per the LU's D_SENSE).
+    pub sense: Option<Vec<u8>>,
+    /// Data-in, already cut to the CDB's allocation length.
+    pub data: Vec<u8>,
+}
+
+impl Response {
+    /// GOOD with data.
+    pub fn good(data: Vec<u8>) -> Response {
+        Response {
+            status: ScsiStatus::Good,
+            sense: None,
+            data,
+        }
+    }
+}
+
+/// A command to execute.
+#[derive(Debug)]
+pub struct Command<'a> {
+    /// Who sends it.
+    pub nexus: NexusId,
+    /// The LUN it addresses.
+    pub lun: u64,
+    /// The CDB (padded to 16 bytes is fine).
+    pub cdb: &'a [u8],
+    /// The data-out the initiator sent.
+    pub data_out: &'a [u8],
+}
+
+/// What the caller must do for a command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Answer now.
+    Respond(Response),
+    /// Read `len` bytes at byte `offset` of the backing store as data-in.
+    Read {
+        /// Byte offset.
+        offset: u64,
+        /// Bytes.
+        len: u64,
+    },
+    /// Write `data_out[..len]` at byte `offset`; durable before status when `fua`.
+    Write {
+        /// Byte offset.
+        offset: u64,
+        /// Bytes.
+        len: u64,
+        /// Force unit access.
+        fua: bool,
+    },
+    /// Read `len` bytes at `offset` and compare them with `data_out[..len]`.
+    Compare {
+        /// Byte offset.
+        offset: u64,
+        /// Bytes.
+        len: u64,
+    },
+    /// Make everything written durable.
+    Flush,
+}
+
+/// How a backing-store request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoOutcome {
+    /// It worked.
+    Ok,
+    /// It failed with this errno.
+    Error(i32),
+    /// A compare found a difference at this byte offset.
+    Miscompare {
+        /// Offset of the first differing byte.
+        at: u64,
+    },
+}
+
+/// Configuration errors.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ScsiError {
+    /// The LUN is taken.
+    #[error("LUN {0} already exists")]
+    LunExists(u64),
+    /// LUN 0 is the controller.
+    #[error("LUN 0 is the controller LU; disk LUNs start at 1")]
+    LunZero,
+    /// No such LUN.
+    #[error("no LUN {0}")]
+    NoSuchLun(u64),
+    /// Bad block size.
+    #[error("block size {0} is not supported (512, 1024, 2048 or 4096)")]
+    BlockSize(u32),
+}

@@ -1,1 +1,178 @@
-fn main() {}
+//! gatewayd: the iSCSI gateway daemon.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use gateway::config::Config;
+use gateway::daemon;
+use gateway::msg::MgmtMsg;
+
+/// Size of each LUN file of the embedded default.
+const DEFAULT_LUN_BYTES: u64 = 1 << 30;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gatewayd",
+    version,
+    about = "A shared-nothing io_uring iSCSI target: one pinned thread and ring per target.",
+    after_help = "\
+With no --config, gatewayd serves an embedded default: three targets
+(iqn.2026-11.io.gateway:target1..3), each with one sparse 1 GiB file LUN in the
+state directory, on 127.0.0.1:3260.
+
+Examples:
+  gatewayd                                   # the embedded default
+  gatewayd --config /etc/tgt/targets.conf    # tgt's targets.conf, on 0.0.0.0:3260
+  gatewayd --config t.conf --portal 127.0.0.1:3260 --portal [::1]:3260
+  gatewayd --portal 127.0.0.1:0              # any free port; printed on stdout
+
+Once every portal listens, stdout has one `gatewayd: listening on ADDR` line per
+portal, then `gatewayd: ready`. Logs go to stderr; RUST_LOG=debug (or e.g.
+RUST_LOG=gateway=debug) sets their detail. SIGTERM or SIGINT stop it cleanly."
+)]
+struct Args {
+    /// Address to listen on, ADDR:PORT (IPv6 as [ADDR]:PORT). Repeat for more portals.
+    /// Default: 127.0.0.1:3260 for the embedded default, 0.0.0.0:3260 with --config.
+    #[arg(long = "portal", value_name = "ADDR:PORT")]
+    portals: Vec<SocketAddr>,
+
+    /// targets.conf in tgt's syntax (`<target IQN>`, backing-store, bs-type, lun,
+    /// initiator-address, initiator-name, iSCSI keys ...).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Where the embedded default keeps its LUN files.
+    /// Default: /var/lib/gatewayd as root, else $XDG_STATE_HOME/gatewayd or ~/.local/state/gatewayd.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+
+    /// CPUs target threads are pinned to, round-robin (e.g. 0,1 or 2-5).
+    /// Default: every CPU this process may run on.
+    #[arg(long, value_name = "LIST", value_parser = parse_cpu_list)]
+    cpus: Option<Vec<usize>>,
+
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn parse_cpu_list(text: &str) -> Result<Vec<usize>, String> {
+    let mut cpus = Vec::new();
+    for part in text.split(',') {
+        let part = part.trim();
+        let bad = || format!("`{part}` is not a CPU number or range (write e.g. 0,2-3)");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let a: usize = a.parse().map_err(|_| bad())?;
+                let b: usize = b.parse().map_err(|_| bad())?;
+                if a > b {
+                    return Err(bad());
+                }
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    Ok(cpus)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let embedded = args.config.is_none();
+    let config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => {
+            let dir = args
+                .state_dir
+                .clone()
+                .unwrap_or_else(daemon::default_state_dir);
+            let config = Config::embedded_default(&dir);
+            if !args.check_config {
+                daemon::prepare_default_files(&config, DEFAULT_LUN_BYTES).with_context(|| {
+                    format!(
+                        "cannot create the default LUN files in {}; pass --state-dir DIR",
+                        dir.display()
+                    )
+                })?;
+            }
+            config
+        }
+    };
+    if config.targets.is_empty() {
+        bail!("the configuration declares no <target>: there is nothing to serve");
+    }
+    if args.check_config {
+        daemon::open_stores(&config)?;
+        for t in &config.targets {
+            daemon::target_limits(t)?;
+        }
+        println!(
+            "gatewayd: configuration OK: {} targets, {} LUNs",
+            config.targets.len(),
+            config.targets.iter().map(|t| t.luns.len()).sum::<usize>()
+        );
+        return Ok(());
+    }
+    let portals = if args.portals.is_empty() {
+        vec![if embedded {
+            "127.0.0.1:3260".parse()?
+        } else {
+            "0.0.0.0:3260".parse()?
+        }]
+    } else {
+        args.portals.clone()
+    };
+    let cpus = args.cpus.clone().unwrap_or_else(gw_uring::allowed_cpus);
+
+    let mut d = daemon::start(&config, &portals, &cpus)?;
+
+    let tx = d.mgmt_tx.clone();
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .context("cannot install signal handlers")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if tx.send(MgmtMsg::Signal(sig)).is_err() {
+                    break;
+                }
+            }
+        })
+        .context("cannot start the signal thread")?;
+
+    for addr in &d.portals {
+        println!("gatewayd: listening on {addr}");
+    }
+    if embedded {
+        let portal = d.portals[0];
+        for t in &config.targets {
+            println!("gatewayd: target {} (tid {})", t.name, t.tid);
+        }
+        println!("gatewayd: try  iscsi-ls -s iscsi://{portal}");
+        println!(
+            "gatewayd: or   fio --ioengine=libiscsi --filename='iscsi\\://{}\\:{}/{}/1' --rw=randread --bs=16k --iodepth=128 --runtime=30 --time_based --name=seed",
+            portal.ip(),
+            portal.port(),
+            config.targets[0].name
+        );
+    }
+    println!("gatewayd: ready");
+    use std::io::Write;
+    std::io::stdout().flush().ok();
+    d.mgmt.run();
+    tracing::info!("stopped");
+    Ok(())
+}

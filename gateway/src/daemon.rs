@@ -1,0 +1,288 @@
+//! Putting the daemon together: configuration to backing stores, SCSI personalities, target
+//! threads, portals and the management loop.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::backing::Backing;
+use crate::config::{Config, TargetConf};
+use crate::iscsi::params::TargetLimits;
+use crate::mgmt::{AddressRule, Mgmt, Portal, TargetEntry};
+use crate::msg::MgmtMsg;
+use crate::stats::TargetStats;
+use crate::target::{self, TargetSetup};
+
+/// Listen backlog of every portal.
+pub const LISTEN_BACKLOG: i32 = 1024;
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A LUN's store.
+    #[error("target {target} LUN {lun}: {source}")]
+    Backing {
+        /// Target name.
+        target: String,
+        /// LUN.
+        lun: u64,
+        /// What went wrong.
+        source: crate::backing::BackingError,
+    },
+    /// A portal could not be bound.
+    #[error("cannot listen on {addr}: {source}{hint}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+        /// What to do about it.
+        hint: &'static str,
+    },
+    /// io_uring cannot be used.
+    #[error(transparent)]
+    Ring(#[from] gw_uring::RingError),
+    /// A thread or mailbox could not be created.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// An iSCSI key in the configuration has a bad value.
+    #[error("target {target}: {message}")]
+    Key {
+        /// Target name.
+        target: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Opens every LUN's store, so that a bad path stops the start with its name.
+pub fn open_stores(config: &Config) -> Result<Vec<Vec<(u64, Backing, u32)>>, StartError> {
+    config
+        .targets
+        .iter()
+        .map(|t| {
+            t.luns
+                .iter()
+                .map(|l| {
+                    Backing::open(l)
+                        .map(|b| (l.lun, b, l.settings.block_size))
+                        .map_err(|source| StartError::Backing {
+                            target: t.name.clone(),
+                            lun: l.lun,
+                            source,
+                        })
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// A stable 64-bit value from text (FNV-1a), for identifiers that must survive restarts.
+fn stable_hash(text: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The SCSI personality of one target.
+pub fn scsi_target(t: &TargetConf, stores: &[(u64, Backing, u32)]) -> gw_scsi::Target {
+    let mut scsi = gw_scsi::Target::new(gw_scsi::TargetConfig {
+        tid: t.tid,
+        target_name: t.name.clone(),
+        relative_port_id: 1,
+        port_group_id: 1,
+    });
+    for (conf, (lun, backing, block_size)) in t.luns.iter().zip(stores) {
+        let s = &conf.settings;
+        let id = stable_hash(&format!("{}/{}", t.name, lun));
+        let serial = s
+            .scsi_sn
+            .clone()
+            .unwrap_or_else(|| format!("gw{:08x}{:04x}", id >> 32, lun));
+        let blocks = backing.size_bytes / u64::from(*block_size);
+        scsi.add_lu(gw_scsi::LuConfig {
+            lun: *lun,
+            block_size: *block_size,
+            blocks,
+            vendor_id: s.vendor_id.clone().unwrap_or_else(|| "GATEWAY".into()),
+            product_id: s
+                .product_id
+                .clone()
+                .unwrap_or_else(|| "GATEWAY DISK".into()),
+            product_rev: s
+                .product_rev
+                .clone()
+                .unwrap_or_else(|| env!("CARGO_PKG_VERSION").chars().take(4).collect()),
+            serial,
+            naa_id: id,
+            readonly: s.readonly,
+            removable: s.removable,
+            write_cache: backing.write_cache,
+            thin: false,
+            optimal_xfer_blocks: (256 << 10) / *block_size,
+            max_xfer_blocks: target::COMMAND_BYTES_MAX / *block_size,
+        })
+        .expect("LUN numbers are unique per target (checked by the configuration)");
+    }
+    scsi
+}
+
+/// Applies a target's iSCSI keys from the configuration to what its logins offer.
+pub fn target_limits(t: &TargetConf) -> Result<TargetLimits, StartError> {
+    let mut limits = TargetLimits::default();
+    for (key, value) in &t.iscsi_keys {
+        limits
+            .apply_key(key, value)
+            .map_err(|message| StartError::Key {
+                target: t.name.clone(),
+                message,
+            })?;
+    }
+    Ok(limits)
+}
+
+/// Binds a portal.
+pub fn bind_portal(addr: SocketAddr) -> Result<Portal, StartError> {
+    let listen_err = |source: std::io::Error| {
+        let hint = match source.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                "; another target (tgtd?) listens there: stop it or pick another --portal"
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                "; ports below 1024 need root or CAP_NET_BIND_SERVICE"
+            }
+            std::io::ErrorKind::AddrNotAvailable => "; no interface of this host has that address",
+            _ => "",
+        };
+        StartError::Listen { addr, source, hint }
+    };
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))
+        .map_err(listen_err)?;
+    socket.set_reuse_address(true).map_err(listen_err)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true).map_err(listen_err)?;
+    }
+    socket.bind(&addr.into()).map_err(listen_err)?;
+    socket.listen(LISTEN_BACKLOG).map_err(listen_err)?;
+    let listener: TcpListener = socket.into();
+    let bound = listener.local_addr().map_err(listen_err)?;
+    Ok(Portal {
+        listener,
+        addr: bound,
+    })
+}
+
+/// Creates the embedded default's sparse LUN files when missing.
+pub fn prepare_default_files(config: &Config, lun_bytes: u64) -> std::io::Result<()> {
+    for t in &config.targets {
+        for l in &t.luns {
+            if let Some(dir) = l.path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            if !l.path.exists() {
+                let f = std::fs::File::create(&l.path)?;
+                f.set_len(lun_bytes)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The state directory used when none is given.
+pub fn default_state_dir() -> PathBuf {
+    if rustix_is_root() {
+        return PathBuf::from("/var/lib/gatewayd");
+    }
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME") {
+        return Path::new(&dir).join("gatewayd");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => Path::new(&home).join(".local/state/gatewayd"),
+        None => PathBuf::from("./gatewayd-state"),
+    }
+}
+
+fn rustix_is_root() -> bool {
+    // The effective user ID, from /proc without unsafe code.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// A started daemon, ready to run its management loop.
+#[derive(Debug)]
+pub struct Daemon {
+    /// The management thread's state.
+    pub mgmt: Mgmt,
+    /// The portals' bound addresses.
+    pub portals: Vec<SocketAddr>,
+    /// Where signals are forwarded from.
+    pub mgmt_tx: gw_uring::MailboxSender<MgmtMsg>,
+}
+
+/// Starts target threads and binds portals.
+pub fn start(
+    config: &Config,
+    portal_addrs: &[SocketAddr],
+    cpus: &[usize],
+) -> Result<Daemon, StartError> {
+    gw_uring::probe()?;
+    let stores = open_stores(config)?;
+    let (mgmt_tx, inbox) = gw_uring::mailbox::<MgmtMsg>()?;
+    let mut entries = Vec::with_capacity(config.targets.len());
+    for (i, (t, stores)) in config.targets.iter().zip(stores).enumerate() {
+        let limits = target_limits(t)?;
+        let scsi = scsi_target(t, &stores);
+        let cpu = t
+            .cpu
+            .or_else(|| (!cpus.is_empty()).then(|| cpus[i % cpus.len()]));
+        let handle = target::spawn(
+            TargetSetup {
+                tid: t.tid,
+                scsi,
+                stores,
+                cpu,
+                stats: Arc::new(TargetStats::default()),
+            },
+            gw_uring::RingOptions::default(),
+            mgmt_tx.clone(),
+        )?;
+        entries.push(TargetEntry::new(
+            t.tid,
+            t.name.clone(),
+            t.initiator_addresses
+                .iter()
+                .filter_map(|a| AddressRule::parse(a))
+                .collect(),
+            t.initiator_names.clone(),
+            limits,
+            handle,
+        ));
+    }
+    let mut portals = Vec::with_capacity(portal_addrs.len());
+    for &addr in portal_addrs {
+        portals.push(bind_portal(addr)?);
+    }
+    let bound = portals.iter().map(|p| p.addr).collect();
+    let ring = gw_uring::Ring::new(&gw_uring::RingOptions {
+        recv_buf_bytes: 16 << 10,
+        recv_buf_count: 64,
+        io_buf_count: 0,
+        ..Default::default()
+    })?;
+    let mgmt = Mgmt::new(ring, portals, entries, inbox)?;
+    Ok(Daemon {
+        mgmt,
+        portals: bound,
+        mgmt_tx,
+    })
+}

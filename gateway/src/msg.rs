@@ -1,0 +1,53 @@
+//! Messages between the management thread and the target threads.
+//!
+//! Nothing is shared between threads but these messages: a logged-in connection moves to its
+//! target thread as a [`Handoff`], control requests go the same way, and target threads tell
+//! the management thread when a session has ended so its registry stays true.
+
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+
+use crate::iscsi::login::LoginOutcome;
+
+/// A connection that finished its login and enters full-feature phase on a target thread.
+#[derive(Debug)]
+pub struct Handoff {
+    /// The connection's socket; the management ring has nothing armed on it any more.
+    pub fd: OwnedFd,
+    /// The initiator's address.
+    pub peer: SocketAddr,
+    /// Negotiated parameters and the session's identity.
+    pub outcome: LoginOutcome,
+    /// The session's TSIH as the management thread assigned it.
+    pub tsih: u16,
+    /// Bytes the management thread read past the last Login PDU.
+    pub leftover: Vec<u8>,
+}
+
+/// A request to a target thread.
+#[derive(Debug)]
+pub enum TargetMsg {
+    /// Serve this connection.
+    Adopt(Box<Handoff>),
+    /// Close the session with this TSIH (reinstatement by a new login with the same ISID).
+    CloseSession {
+        /// The session to close.
+        tsih: u16,
+    },
+    /// Close every connection, drain what is in flight, and end the thread.
+    Stop,
+}
+
+/// A report from a target thread (or the signal watcher) to the management thread.
+#[derive(Debug)]
+pub enum MgmtMsg {
+    /// A session of this target has ended; its TSIH is free again.
+    SessionClosed {
+        /// Target ID.
+        tid: u32,
+        /// The session's TSIH.
+        tsih: u16,
+    },
+    /// A signal arrived (SIGTERM, SIGINT: shut down).
+    Signal(i32),
+}

@@ -1,0 +1,399 @@
+//! Executing a task: the SCSI emulation decides, the backing store does the I/O on this ring,
+//! and the status goes back as Data-In (status collapsed into the last PDU) or a SCSI
+//! Response.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use gw_scsi::{Action, Command, IoOutcome, Response, ScsiStatus};
+use gw_uring::{Errno, IoBuf};
+
+use super::task::{Pending, COMMAND_BYTES_MAX};
+use super::{TargetThread, Token};
+use crate::iscsi::pdu::{DataIn, Residual, ScsiResponse};
+use crate::iscsi::writer;
+
+/// Where data-in comes from.
+enum DataSource<'a> {
+    /// Bytes made by the emulation (small; copied into the send chain).
+    Bytes(&'a [u8]),
+    /// A backing read: the buffer itself goes out, no copy.
+    Buf(IoBuf),
+}
+
+impl TargetThread {
+    /// Runs a task whose data-out is complete.
+    pub(super) fn execute(&mut self, t: usize) {
+        let task = &mut self.tasks[t];
+        let conn = &self.conns[task.conn];
+        let data_out: &[u8] = match &task.buf {
+            Some(b) => &b.as_slice()[..task.got as usize],
+            None => &[],
+        };
+        let action = self.scsi.execute(&Command {
+            nexus: conn.nexus,
+            lun: task.lun,
+            cdb: &task.cdb,
+            data_out,
+        });
+        match action {
+            Action::Respond(response) => self.finish_task(t, response, None),
+            Action::Read { offset, len } => self.start_read(t, offset, len, false),
+            Action::Compare { offset, len } => self.start_read(t, offset, len, true),
+            Action::Write { offset, len, fua } => self.start_write(t, offset, len, fua),
+            Action::Flush => self.start_flush(t),
+        }
+    }
+
+    fn check_condition(key: u8, asc: u8, ascq: u8) -> Response {
+        Response {
+            status: ScsiStatus::CheckCondition,
+            sense: Some(gw_scsi::sense::fixed(key, asc, ascq)),
+            data: Vec::new(),
+        }
+    }
+
+    fn start_read(&mut self, t: usize, offset: u64, len: u64, compare: bool) {
+        let lun = self.tasks[t].lun;
+        if len > u64::from(COMMAND_BYTES_MAX) {
+            // INVALID FIELD IN CDB: more than the block limits VPD allows.
+            self.finish_task(t, Self::check_condition(0x05, 0x24, 0x00), None);
+            return;
+        }
+        let len32 = len as u32;
+        let mut buf = self.ring.alloc_buf(len as usize);
+        buf.set_len(len as usize);
+        let store = self
+            .stores
+            .get(&lun)
+            .expect("the emulation only reads LUNs with stores");
+        self.tasks[t].pending = if compare {
+            Pending::Compare { len: len32 }
+        } else {
+            Pending::Read { len: len32 }
+        };
+        match store.raw_fd() {
+            None => {
+                buf.as_mut_slice().fill(0);
+                self.on_read(t, Ok(len as usize), buf);
+            }
+            Some(fd) => {
+                if let Err(e) =
+                    self.ring
+                        .read_at(fd, Token::Io(t).encode(), buf, offset, len as usize)
+                {
+                    tracing::error!(tid = self.tid, "cannot submit a read: {e}");
+                    let r = self.scsi.complete(lun, IoOutcome::Error(libc::EAGAIN));
+                    self.finish_task(t, r, None);
+                }
+            }
+        }
+    }
+
+    fn start_write(&mut self, t: usize, offset: u64, len: u64, fua: bool) {
+        let task = &mut self.tasks[t];
+        let lun = task.lun;
+        if len > u64::from(task.got) || task.buf.is_none() {
+            // The initiator sent less data than the CDB describes: refuse rather than write
+            // a partial command.
+            self.finish_task(t, Self::check_condition(0x05, 0x24, 0x00), None);
+            return;
+        }
+        let buf = task.buf.take().expect("checked above");
+        task.pending = Pending::Write;
+        let store = self
+            .stores
+            .get(&lun)
+            .expect("the emulation only writes LUNs with stores");
+        let dsync = fua || !store.backing.write_cache;
+        match store.raw_fd() {
+            None => self.on_written(t, Ok(len as usize), buf),
+            Some(fd) => {
+                if let Err(e) =
+                    self.ring
+                        .write_at(fd, Token::Io(t).encode(), buf, offset, len as usize, dsync)
+                {
+                    tracing::error!(tid = self.tid, "cannot submit a write: {e}");
+                    let r = self.scsi.complete(lun, IoOutcome::Error(libc::EAGAIN));
+                    self.finish_task(t, r, None);
+                }
+            }
+        }
+    }
+
+    fn start_flush(&mut self, t: usize) {
+        let lun = self.tasks[t].lun;
+        self.tasks[t].pending = Pending::Flush;
+        let store = self
+            .stores
+            .get(&lun)
+            .expect("the emulation only flushes LUNs with stores");
+        match store.raw_fd() {
+            None => self.on_synced(t, Ok(())),
+            Some(fd) => {
+                if let Err(e) = self.ring.fdatasync(fd, Token::Io(t).encode()) {
+                    tracing::error!(tid = self.tid, "cannot submit a flush: {e}");
+                    let r = self.scsi.complete(lun, IoOutcome::Error(libc::EAGAIN));
+                    self.finish_task(t, r, None);
+                }
+            }
+        }
+    }
+
+    /// Drops an aborted task whose I/O just completed.
+    fn drop_aborted(&mut self, t: usize, buf: Option<IoBuf>) {
+        if let Some(b) = buf {
+            self.ring.free_buf(b);
+        }
+        let mut task = self.tasks.remove(t);
+        if let Some(b) = task.buf.take() {
+            self.ring.free_buf(b);
+        }
+        self.maybe_free_conn(task.conn);
+    }
+
+    fn outcome(result: Result<usize, Errno>, want: usize) -> IoOutcome {
+        match result {
+            Ok(n) if n == want => IoOutcome::Ok,
+            // A short read or write past the end of the store: the store shrank under us.
+            Ok(_) => IoOutcome::Error(libc::EIO),
+            Err(e) => IoOutcome::Error(e.raw()),
+        }
+    }
+
+    pub(super) fn on_read(&mut self, t: usize, result: Result<usize, Errno>, buf: IoBuf) {
+        if self.tasks[t].aborted {
+            return self.drop_aborted(t, Some(buf));
+        }
+        let task = &mut self.tasks[t];
+        let lun = task.lun;
+        match task.pending {
+            Pending::Read { len } => {
+                let outcome = Self::outcome(result, len as usize);
+                let response = self.scsi.complete(lun, outcome);
+                if response.status == ScsiStatus::Good {
+                    self.stats.read_bytes.fetch_add(u64::from(len), Relaxed);
+                    self.finish_task(t, response, Some(buf));
+                } else {
+                    self.ring.free_buf(buf);
+                    self.finish_task(t, response, None);
+                }
+            }
+            Pending::Compare { len } => {
+                let mut outcome = Self::outcome(result, len as usize);
+                if outcome == IoOutcome::Ok {
+                    let wanted = task.buf.as_ref().map(|b| b.as_slice()).unwrap_or(&[]);
+                    let have = &buf.as_slice()[..len as usize];
+                    if let Some(at) = have.iter().zip(wanted).position(|(a, b)| a != b) {
+                        outcome = IoOutcome::Miscompare { at: at as u64 };
+                    }
+                }
+                self.ring.free_buf(buf);
+                let response = self.scsi.complete(lun, outcome);
+                self.finish_task(t, response, None);
+            }
+            other => panic!("read completion for a task in state {other:?}"),
+        }
+    }
+
+    pub(super) fn on_written(&mut self, t: usize, result: Result<usize, Errno>, buf: IoBuf) {
+        if self.tasks[t].aborted {
+            return self.drop_aborted(t, Some(buf));
+        }
+        let len = buf.len();
+        let lun = self.tasks[t].lun;
+        let outcome = Self::outcome(result, self.tasks[t].needed.min(len as u64) as usize);
+        if outcome == IoOutcome::Ok {
+            self.stats
+                .written_bytes
+                .fetch_add(self.tasks[t].needed, Relaxed);
+        }
+        self.ring.free_buf(buf);
+        let response = self.scsi.complete(lun, outcome);
+        self.finish_task(t, response, None);
+    }
+
+    pub(super) fn on_synced(&mut self, t: usize, result: Result<(), Errno>) {
+        if self.tasks[t].aborted {
+            return self.drop_aborted(t, None);
+        }
+        let lun = self.tasks[t].lun;
+        let outcome = match result {
+            Ok(()) => IoOutcome::Ok,
+            Err(e) => IoOutcome::Error(e.raw()),
+        };
+        let response = self.scsi.complete(lun, outcome);
+        self.finish_task(t, response, None);
+    }
+
+    /// Sends a task's status (and data-in), and frees it.
+    pub(super) fn finish_task(&mut self, t: usize, response: Response, read: Option<IoBuf>) {
+        let mut task = self.tasks.remove(t);
+        if let Some(b) = task.buf.take() {
+            self.ring.free_buf(b);
+        }
+        if task.aborted {
+            if let Some(b) = read {
+                self.ring.free_buf(b);
+            }
+            self.maybe_free_conn(task.conn);
+            return;
+        }
+        let c = task.conn;
+        self.conns[c].itts.remove(&task.itt);
+        if response.status != ScsiStatus::Good {
+            self.stats.errors.fetch_add(1, Relaxed);
+        }
+        // Residuals (RFC 7143 §11.4.5): what the command would move against what the
+        // initiator expected.
+        let produced: u64 = match (&read, task.needed) {
+            (Some(b), _) => b.len() as u64,
+            (None, 0) => response.data.len() as u64,
+            (None, needed) => needed,
+        };
+        let edtl = u64::from(task.edtl);
+        let residual = if response.status != ScsiStatus::Good {
+            Residual::None
+        } else if produced < edtl {
+            Residual::Under((edtl - produced) as u32)
+        } else if produced > edtl {
+            Residual::Over((produced - edtl).min(u64::from(u32::MAX)) as u32)
+        } else {
+            Residual::None
+        };
+        let status = response.status as u8;
+        let send_len = produced.min(edtl) as u32;
+        let is_data_in = read.is_some() || (task.needed == 0 && !response.data.is_empty());
+        if response.status == ScsiStatus::Good && is_data_in && send_len > 0 {
+            let source = match read {
+                Some(b) => DataSource::Buf(b),
+                None => DataSource::Bytes(&response.data),
+            };
+            self.queue_data_in(c, &mut task, source, send_len, status, residual);
+        } else {
+            if let Some(b) = read {
+                self.ring.free_buf(b);
+            }
+            let sense = response.sense.as_deref().unwrap_or(&[]);
+            self.queue_response(c, task.itt, status, residual, task.datasn, sense);
+        }
+        self.maybe_free_conn(c);
+    }
+
+    /// A SCSI Response PDU with no task behind it (e.g. TASK SET FULL).
+    pub(super) fn respond_status_only(&mut self, c: usize, itt: u32, status: u8, datasn: u32) {
+        self.queue_response(c, itt, status, Residual::None, datasn, &[]);
+    }
+
+    fn queue_response(
+        &mut self,
+        c: usize,
+        itt: u32,
+        status: u8,
+        residual: Residual,
+        exp_datasn: u32,
+        sense: &[u8],
+    ) {
+        let conn = &mut self.conns[c];
+        let mut data = Vec::new();
+        if !sense.is_empty() {
+            data.reserve(2 + sense.len());
+            data.extend_from_slice(&(sense.len() as u16).to_be_bytes());
+            data.extend_from_slice(sense);
+        }
+        let statsn = conn.take_statsn();
+        let bhs = ScsiResponse {
+            itt,
+            response: 0,
+            status,
+            statsn,
+            exp_cmdsn: conn.exp_cmdsn,
+            max_cmdsn: conn.max_cmdsn(),
+            exp_datasn,
+            residual,
+            data_segment_len: data.len() as u32,
+        }
+        .encode();
+        conn.queue_pdu(&bhs, &data);
+        self.mark_dirty(c);
+    }
+
+    /// Queues `len` bytes of data-in as PDUs no longer than the initiator's
+    /// MaxRecvDataSegmentLength, sequences no longer than MaxBurstLength, with the status in
+    /// the last PDU.
+    fn queue_data_in(
+        &mut self,
+        c: usize,
+        task: &mut super::task::Task,
+        source: DataSource<'_>,
+        len: u32,
+        status: u8,
+        residual: Residual,
+    ) {
+        let conn = &mut self.conns[c];
+        let segment_max = conn.params.max_xmit_data_segment_len.max(512);
+        let burst_max = conn.params.max_burst_len.max(segment_max);
+        let digests = conn.digests;
+        // Segment lengths: cut at the segment limit and at every burst boundary.
+        let mut segments = Vec::with_capacity((len / segment_max + 2) as usize);
+        let mut offset = 0u32;
+        while offset < len {
+            let burst_left = burst_max - offset % burst_max;
+            let seg = (len - offset).min(segment_max).min(burst_left);
+            segments.push(seg);
+            offset += seg;
+        }
+        // Padding and data digest of each segment, computed while the data is still ours.
+        let (bytes, buf) = match source {
+            DataSource::Bytes(b) => (Some(b), None),
+            DataSource::Buf(b) => (None, Some(b)),
+        };
+        let data: &[u8] = match (&bytes, &buf) {
+            (Some(b), _) => &b[..len as usize],
+            (None, Some(b)) => &b.as_slice()[..len as usize],
+            (None, None) => unreachable!("data-in has a source"),
+        };
+        let mut trailers = Vec::with_capacity(segments.len());
+        let mut at = 0usize;
+        for &seg in &segments {
+            trailers.push(writer::data_trailer(&data[at..at + seg as usize], digests));
+            at += seg as usize;
+        }
+        let handle = buf.map(|b| conn.out.attach_buf(b));
+        let mut offset = 0u32;
+        for (i, &seg) in segments.iter().enumerate() {
+            let last = i + 1 == segments.len();
+            let end_of_burst = last || (offset + seg) % burst_max == 0;
+            let statsn = if last { conn.take_statsn() } else { 0 };
+            let bhs = DataIn {
+                final_: end_of_burst,
+                status: last.then_some(status),
+                lun: task.lun_raw,
+                itt: task.itt,
+                ttt: super::conn::RESERVED_TAG,
+                statsn,
+                exp_cmdsn: conn.exp_cmdsn,
+                max_cmdsn: conn.max_cmdsn(),
+                datasn: task.datasn,
+                buffer_offset: offset,
+                residual: if last { residual } else { Residual::None },
+                data_segment_len: seg,
+            }
+            .encode();
+            task.datasn += 1;
+            let (header, header_len) = writer::header_with_digest(&bhs, digests);
+            conn.out.push_slice(&header[..header_len]);
+            let range = offset as usize..(offset + seg) as usize;
+            match (handle, bytes) {
+                (Some(h), _) => conn.out.push_buf_range(h, range),
+                (None, Some(b)) => conn.out.push_slice(&b[range]),
+                (None, None) => unreachable!("data-in has a source"),
+            }
+            let (trailer, n) = trailers[i];
+            if n > 0 {
+                conn.out.push_slice(&trailer[..n]);
+            }
+            offset += seg;
+        }
+        self.mark_dirty(c);
+    }
+}

@@ -1,0 +1,296 @@
+//! A target thread: one per target, pinned to a core, owning its own io_uring, its sessions,
+//! its LUNs and their backing stores. Nothing here is shared with any other thread; the
+//! management thread reaches it only through its mailbox.
+
+mod conn;
+mod io;
+mod task;
+
+pub use task::COMMAND_BYTES_MAX;
+
+use std::collections::HashMap;
+use std::os::fd::AsRawFd;
+use std::thread::JoinHandle;
+
+use gw_uring::{Completion, Mailbox, MailboxSender, Ring, RingOptions};
+use slab::Slab;
+
+use crate::backing::{Backing, StoreKind};
+use crate::msg::{MgmtMsg, TargetMsg};
+use crate::stats::TargetStats;
+use conn::Conn;
+use task::Task;
+
+/// Sessions one target serves at once; logins past it are refused by the management thread.
+pub const SESSIONS_PER_TARGET_MAX: usize = 256;
+
+/// What a target thread is started with.
+#[derive(Debug)]
+pub struct TargetSetup {
+    /// Target ID.
+    pub tid: u32,
+    /// Its SCSI personality (LUN 0 controller plus the disk LUs).
+    pub scsi: gw_scsi::Target,
+    /// Backing stores by LUN.
+    pub stores: Vec<(u64, Backing, u32)>,
+    /// Core to pin to.
+    pub cpu: Option<usize>,
+    /// Shared counters this thread updates (read by the admin side).
+    pub stats: std::sync::Arc<TargetStats>,
+}
+
+/// A running target thread.
+#[derive(Debug)]
+pub struct TargetHandle {
+    /// Target ID.
+    pub tid: u32,
+    /// Its mailbox.
+    pub tx: MailboxSender<TargetMsg>,
+    /// The thread.
+    pub join: Option<JoinHandle<Option<()>>>,
+}
+
+/// Starts the thread `tgt/<tid>`.
+pub fn spawn(
+    setup: TargetSetup,
+    ring_options: RingOptions,
+    to_mgmt: MailboxSender<MgmtMsg>,
+) -> std::io::Result<TargetHandle> {
+    let (tx, inbox) = gw_uring::mailbox::<TargetMsg>()?;
+    let tid = setup.tid;
+    let cpu = setup.cpu;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let join = gw_uring::spawn_pinned(format!("tgt/{tid}"), cpu, move || {
+        // The ring is created on this thread: SINGLE_ISSUER rings refuse other threads.
+        let ring = match Ring::new(&ring_options) {
+            Ok(ring) => {
+                let _ = ready_tx.send(Ok(()));
+                ring
+            }
+            Err(e) => {
+                let _ = ready_tx.send(Err(e.to_string()));
+                return;
+            }
+        };
+        let mut thread = TargetThread::new(setup, ring, inbox, to_mgmt);
+        thread.run();
+    })?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok(TargetHandle {
+            tid,
+            tx,
+            join: Some(join),
+        }),
+        Ok(Err(message)) => {
+            let _ = join.join();
+            Err(std::io::Error::other(format!("target {tid}: {message}")))
+        }
+        Err(_) => Err(std::io::Error::other(format!(
+            "target {tid}: thread ended before its ring was ready"
+        ))),
+    }
+}
+
+/// What a ring token refers to: the kind sits in the top byte, the index below.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Token {
+    Mailbox,
+    Recv(usize),
+    Send(usize),
+    Io(usize),
+}
+
+impl Token {
+    const KIND_SHIFT: u32 = 56;
+
+    pub(crate) fn encode(self) -> u64 {
+        let (kind, index) = match self {
+            Token::Mailbox => (1u64, 0usize),
+            Token::Recv(i) => (2, i),
+            Token::Send(i) => (3, i),
+            Token::Io(i) => (4, i),
+        };
+        (kind << Self::KIND_SHIFT) | index as u64
+    }
+
+    pub(crate) fn decode(raw: u64) -> Token {
+        let index = (raw & ((1 << Self::KIND_SHIFT) - 1)) as usize;
+        match raw >> Self::KIND_SHIFT {
+            1 => Token::Mailbox,
+            2 => Token::Recv(index),
+            3 => Token::Send(index),
+            4 => Token::Io(index),
+            kind => panic!("ring token of unknown kind {kind}: the op table is corrupt"),
+        }
+    }
+}
+
+/// A LUN's store as the data path sees it.
+#[derive(Debug)]
+pub(crate) struct Store {
+    pub backing: Backing,
+    pub block_size: u32,
+}
+
+impl Store {
+    pub(crate) fn raw_fd(&self) -> Option<i32> {
+        match &self.backing.kind {
+            StoreKind::File { file, .. } => Some(file.as_raw_fd()),
+            StoreKind::Null => None,
+        }
+    }
+}
+
+/// The state of one target thread.
+pub(crate) struct TargetThread {
+    pub tid: u32,
+    pub ring: Ring,
+    pub scsi: gw_scsi::Target,
+    pub stores: HashMap<u64, Store>,
+    pub conns: Slab<Conn>,
+    pub tasks: Slab<Task>,
+    inbox: Mailbox<TargetMsg>,
+    pub to_mgmt: MailboxSender<MgmtMsg>,
+    /// Connections with output queued since the last flush.
+    pub dirty: Vec<usize>,
+    pub next_nexus: u64,
+    stopping: bool,
+    pub stats: std::sync::Arc<TargetStats>,
+}
+
+impl std::fmt::Debug for TargetThread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TargetThread")
+            .field("tid", &self.tid)
+            .field("conns", &self.conns.len())
+            .field("tasks", &self.tasks.len())
+            .finish()
+    }
+}
+
+impl TargetThread {
+    fn new(
+        setup: TargetSetup,
+        ring: Ring,
+        inbox: Mailbox<TargetMsg>,
+        to_mgmt: MailboxSender<MgmtMsg>,
+    ) -> TargetThread {
+        let stores = setup
+            .stores
+            .into_iter()
+            .map(|(lun, backing, block_size)| {
+                (
+                    lun,
+                    Store {
+                        backing,
+                        block_size,
+                    },
+                )
+            })
+            .collect();
+        TargetThread {
+            tid: setup.tid,
+            ring,
+            scsi: setup.scsi,
+            stores,
+            conns: Slab::new(),
+            tasks: Slab::new(),
+            inbox,
+            to_mgmt,
+            dirty: Vec::new(),
+            next_nexus: u64::from(setup.tid) << 32,
+            stopping: false,
+            stats: setup.stats,
+        }
+    }
+
+    fn run(&mut self) {
+        let efd = self.inbox.eventfd();
+        self.ring
+            .watch_eventfd(efd, Token::Mailbox.encode())
+            .expect("a fresh ring has room for its mailbox watch");
+        let mut completions = Vec::with_capacity(256);
+        tracing::info!(tid = self.tid, "target thread running");
+        loop {
+            self.flush_output();
+            if self.stopping && self.conns.is_empty() && self.tasks.is_empty() {
+                break;
+            }
+            if let Err(e) = self.ring.submit_and_wait(1) {
+                panic!("target {}: io_uring submit failed: {e}", self.tid);
+            }
+            self.ring.reap(&mut completions);
+            for completion in completions.drain(..) {
+                self.dispatch(completion);
+            }
+        }
+        tracing::info!(tid = self.tid, "target thread stopped");
+    }
+
+    fn dispatch(&mut self, completion: Completion) {
+        match completion {
+            Completion::Signalled { .. } => self.drain_inbox(),
+            Completion::Received { token, result } => match Token::decode(token) {
+                Token::Recv(c) => self.on_recv(c, result),
+                t => panic!("recv completion with token {t:?}"),
+            },
+            Completion::Sent {
+                token,
+                result,
+                chain,
+            } => match Token::decode(token) {
+                Token::Send(c) => self.on_sent(c, result, chain),
+                t => panic!("send completion with token {t:?}"),
+            },
+            Completion::Read { token, result, buf } => match Token::decode(token) {
+                Token::Io(t) => self.on_read(t, result, buf),
+                t => panic!("read completion with token {t:?}"),
+            },
+            Completion::Written { token, result, buf } => match Token::decode(token) {
+                Token::Io(t) => self.on_written(t, result, buf),
+                t => panic!("write completion with token {t:?}"),
+            },
+            Completion::Synced { token, result } => match Token::decode(token) {
+                Token::Io(t) => self.on_synced(t, result),
+                t => panic!("sync completion with token {t:?}"),
+            },
+            other => tracing::warn!(tid = self.tid, "unexpected completion {other:?}"),
+        }
+    }
+
+    fn drain_inbox(&mut self) {
+        while let Some(msg) = self.inbox.try_recv() {
+            match msg {
+                TargetMsg::Adopt(handoff) => {
+                    if self.stopping {
+                        continue;
+                    }
+                    self.adopt(*handoff);
+                }
+                TargetMsg::CloseSession { tsih } => {
+                    let found: Vec<usize> = self
+                        .conns
+                        .iter()
+                        .filter(|(_, c)| c.tsih == tsih)
+                        .map(|(k, _)| k)
+                        .collect();
+                    for c in found {
+                        tracing::info!(
+                            tid = self.tid,
+                            tsih,
+                            "session reinstated: closing the old one"
+                        );
+                        self.close_conn(c);
+                    }
+                }
+                TargetMsg::Stop => {
+                    self.stopping = true;
+                    let all: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+                    for c in all {
+                        self.close_conn(c);
+                    }
+                }
+            }
+        }
+    }
+}

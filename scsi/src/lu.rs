@@ -1,0 +1,285 @@
+//! A logical unit: its configuration, its state (mode parameters, medium, prevention, unit
+//! attentions) and the block commands of SBC-3.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use crate::cdb::{op, u16_at, u32_at, u64_at};
+use crate::mode::ModeState;
+use crate::sense::{asc, key, Sense};
+use crate::{Action, NexusId};
+
+/// Unit attentions queued per nexus per LU, at most; older ones are dropped.
+pub const UNIT_ATTENTIONS_MAX: usize = 8;
+
+/// What an LU is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LuConfig {
+    /// LUN (1 and up).
+    pub lun: u64,
+    /// Logical block size.
+    pub block_size: u32,
+    /// Capacity in blocks.
+    pub blocks: u64,
+    /// INQUIRY vendor (8 characters).
+    pub vendor_id: String,
+    /// INQUIRY product (16 characters).
+    pub product_id: String,
+    /// INQUIRY revision (4 characters).
+    pub product_rev: String,
+    /// Unit serial number.
+    pub serial: String,
+    /// Stable 64-bit identity for the NAA designator.
+    pub naa_id: u64,
+    /// Writes are refused.
+    pub readonly: bool,
+    /// The medium is removable.
+    pub removable: bool,
+    /// Writes may sit in a volatile cache until a flush.
+    pub write_cache: bool,
+    /// Thin provisioned.
+    pub thin: bool,
+    /// Optimal transfer length in blocks.
+    pub optimal_xfer_blocks: u32,
+    /// Maximum transfer length in blocks.
+    pub max_xfer_blocks: u32,
+}
+
+/// The state of an LU.
+#[derive(Debug)]
+pub(crate) struct Lu {
+    pub cfg: LuConfig,
+    pub mode: ModeState,
+    pub default_mode: ModeState,
+    pub medium_present: bool,
+    /// Nexuses that hold a PREVENT MEDIUM REMOVAL.
+    pub prevent: BTreeSet<NexusId>,
+    pub ua: HashMap<NexusId, VecDeque<(u8, u8)>>,
+}
+
+/// A decoded read, write or verify.
+struct Transfer {
+    lba: u64,
+    blocks: u64,
+    fua: bool,
+    protect: u8,
+    bytchk: u8,
+}
+
+fn decode_transfer(cdb: &[u8]) -> Option<Transfer> {
+    let t = |lba, blocks, fua: bool, protect, bytchk| {
+        Some(Transfer {
+            lba,
+            blocks,
+            fua,
+            protect,
+            bytchk,
+        })
+    };
+    let flags = cdb[1];
+    match cdb[0] {
+        op::READ_6 | op::WRITE_6 => {
+            let lba = u64::from(u32::from_be_bytes([0, cdb[1] & 0x1f, cdb[2], cdb[3]]));
+            let blocks = if cdb[4] == 0 { 256 } else { u64::from(cdb[4]) };
+            t(lba, blocks, false, 0, 0)
+        }
+        op::READ_10 | op::WRITE_10 | op::VERIFY_10 => t(
+            u64::from(u32_at(cdb, 2)),
+            u64::from(u16_at(cdb, 7)),
+            flags & 0x08 != 0,
+            flags >> 5,
+            (flags >> 1) & 3,
+        ),
+        op::READ_12 | op::WRITE_12 | op::VERIFY_12 => t(
+            u64::from(u32_at(cdb, 2)),
+            u64::from(u32_at(cdb, 6)),
+            flags & 0x08 != 0,
+            flags >> 5,
+            (flags >> 1) & 3,
+        ),
+        op::READ_16 | op::WRITE_16 | op::VERIFY_16 => t(
+            u64_at(cdb, 2),
+            u64::from(u32_at(cdb, 10)),
+            flags & 0x08 != 0,
+            flags >> 5,
+            (flags >> 1) & 3,
+        ),
+        op::SYNCHRONIZE_CACHE_10 => t(
+            u64::from(u32_at(cdb, 2)),
+            u64::from(u16_at(cdb, 7)),
+            false,
+            0,
+            0,
+        ),
+        op::SYNCHRONIZE_CACHE_16 => t(u64_at(cdb, 2), u64::from(u32_at(cdb, 10)), false, 0, 0),
+        _ => None,
+    }
+}
+
+fn is_write(opcode: u8) -> bool {
+    matches!(
+        opcode,
+        op::WRITE_6 | op::WRITE_10 | op::WRITE_12 | op::WRITE_16
+    )
+}
+
+fn is_verify(opcode: u8) -> bool {
+    matches!(opcode, op::VERIFY_10 | op::VERIFY_12 | op::VERIFY_16)
+}
+
+impl Lu {
+    pub(crate) fn new(cfg: LuConfig) -> Lu {
+        let mode = ModeState {
+            wce: cfg.write_cache,
+            d_sense: false,
+            dexcpt: false,
+        };
+        Lu {
+            cfg,
+            mode,
+            default_mode: mode,
+            medium_present: true,
+            prevent: BTreeSet::new(),
+            ua: HashMap::new(),
+        }
+    }
+
+    /// Queues a unit attention for one nexus.
+    pub(crate) fn add_ua(&mut self, nexus: NexusId, code: (u8, u8)) {
+        let q = self.ua.entry(nexus).or_default();
+        if q.contains(&code) {
+            return;
+        }
+        if q.len() >= UNIT_ATTENTIONS_MAX {
+            q.pop_front();
+        }
+        q.push_back(code);
+    }
+
+    /// Takes the next unit attention for a nexus.
+    pub(crate) fn take_ua(&mut self, nexus: NexusId) -> Option<(u8, u8)> {
+        self.ua.get_mut(&nexus).and_then(|q| q.pop_front())
+    }
+
+    /// Data-out bytes a block command carries.
+    pub(crate) fn data_out_len(&self, cdb: &[u8]) -> u64 {
+        let Some(t) = decode_transfer(cdb) else {
+            return 0;
+        };
+        if is_write(cdb[0]) || (is_verify(cdb[0]) && t.bytchk == 1) {
+            t.blocks.saturating_mul(u64::from(self.cfg.block_size))
+        } else {
+            0
+        }
+    }
+
+    /// Executes a read, write, verify or synchronize-cache command.
+    pub(crate) fn block_command(&mut self, cdb: &[u8], data_out: &[u8]) -> Result<Action, Sense> {
+        let opcode = cdb[0];
+        let t = decode_transfer(cdb).expect("dispatched only for block commands");
+        if !self.medium_present {
+            return Err(Sense::new(key::NOT_READY, asc::MEDIUM_NOT_PRESENT));
+        }
+        if t.protect != 0 {
+            // No protection information on these LUs (SBC-3 §4.22).
+            return Err(Sense::invalid_cdb_field(1, Some(7)));
+        }
+        if is_verify(opcode) && t.bytchk > 1 {
+            return Err(Sense::invalid_cdb_field(1, Some(2)));
+        }
+        let end = t.lba.checked_add(t.blocks);
+        if end.is_none_or(|e| e > self.cfg.blocks) || t.lba > self.cfg.blocks {
+            return Err(Sense::new(key::ILLEGAL_REQUEST, asc::LBA_OUT_OF_RANGE));
+        }
+        let synchronize = matches!(opcode, op::SYNCHRONIZE_CACHE_10 | op::SYNCHRONIZE_CACHE_16);
+        if !synchronize && t.blocks > u64::from(self.cfg.max_xfer_blocks) {
+            return Err(Sense::invalid_cdb_field(
+                if opcode == op::READ_6 || opcode == op::WRITE_6 {
+                    4
+                } else {
+                    7
+                },
+                None,
+            ));
+        }
+        if is_write(opcode) && self.cfg.readonly {
+            return Err(Sense::new(key::DATA_PROTECT, asc::WRITE_PROTECTED));
+        }
+        let bs = u64::from(self.cfg.block_size);
+        let offset = t.lba * bs;
+        let len = t.blocks * bs;
+        if synchronize {
+            return Ok(Action::Flush);
+        }
+        if len == 0 {
+            return Ok(Action::Respond(crate::Response::good(Vec::new())));
+        }
+        Ok(if is_write(opcode) {
+            let _ = data_out;
+            Action::Write {
+                offset,
+                len,
+                fua: t.fua || !self.mode.wce,
+            }
+        } else if is_verify(opcode) {
+            if t.bytchk == 1 {
+                Action::Compare { offset, len }
+            } else {
+                Action::Respond(crate::Response::good(Vec::new()))
+            }
+        } else {
+            Action::Read { offset, len }
+        })
+    }
+
+    /// START STOP UNIT (SBC-3 §5.25) for removable media: LOEJ ejects or loads.
+    pub(crate) fn start_stop(&mut self, cdb: &[u8]) -> Result<(), Sense> {
+        let power_condition = cdb[4] >> 4;
+        let loej = cdb[4] & 0x02 != 0;
+        let start = cdb[4] & 0x01 != 0;
+        if power_condition != 0 || !loej || !self.cfg.removable {
+            return Ok(());
+        }
+        if !self.prevent.is_empty() {
+            return Err(Sense::new(
+                key::ILLEGAL_REQUEST,
+                asc::MEDIUM_REMOVAL_PREVENTED,
+            ));
+        }
+        self.medium_present = start;
+        Ok(())
+    }
+
+    /// PREVENT ALLOW MEDIUM REMOVAL (SBC-3 §5.12).
+    pub(crate) fn prevent_allow(&mut self, nexus: NexusId, cdb: &[u8]) -> Result<(), Sense> {
+        match cdb[4] & 0x03 {
+            0 => {
+                self.prevent.remove(&nexus);
+            }
+            1 => {
+                self.prevent.insert(nexus);
+            }
+            _ => return Err(Sense::invalid_cdb_field(4, Some(1))),
+        }
+        Ok(())
+    }
+
+    /// READ CAPACITY (10) data.
+    pub(crate) fn capacity10(&self) -> Vec<u8> {
+        let last = self.cfg.blocks.saturating_sub(1);
+        let mut v = Vec::with_capacity(8);
+        v.extend_from_slice(&(last.min(u64::from(u32::MAX)) as u32).to_be_bytes());
+        v.extend_from_slice(&self.cfg.block_size.to_be_bytes());
+        v
+    }
+
+    /// READ CAPACITY (16) data.
+    pub(crate) fn capacity16(&self) -> Vec<u8> {
+        let mut v = vec![0u8; 32];
+        v[..8].copy_from_slice(&self.cfg.blocks.saturating_sub(1).to_be_bytes());
+        v[8..12].copy_from_slice(&self.cfg.block_size.to_be_bytes());
+        if self.cfg.thin {
+            v[14] = 0x80;
+        }
+        v
+    }
+}

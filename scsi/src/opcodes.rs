@@ -1,0 +1,233 @@
+//! REPORT SUPPORTED OPERATION CODES (SPC-4 §6.35): exactly the commands this crate emulates,
+//! each with its CDB usage data.
+
+use crate::cdb::{op, u16_at, u32_at};
+use crate::sense::Sense;
+
+/// A supported command: opcode, service action (if it has one), CDB usage data (whose length
+/// is the CDB length).
+pub(crate) struct Supported {
+    pub opcode: u8,
+    pub service_action: Option<u16>,
+    pub usage: &'static [u8],
+}
+
+const fn c(opcode: u8, service_action: Option<u16>, usage: &'static [u8]) -> Supported {
+    Supported {
+        opcode,
+        service_action,
+        usage,
+    }
+}
+
+/// Commands of a disk LU.
+pub(crate) const DISK: &[Supported] = &[
+    c(op::TEST_UNIT_READY, None, &[0x00, 0, 0, 0, 0, 0]),
+    c(op::REQUEST_SENSE, None, &[0x03, 0x01, 0, 0, 0xff, 0]),
+    c(op::READ_6, None, &[0x08, 0x1f, 0xff, 0xff, 0xff, 0]),
+    c(op::WRITE_6, None, &[0x0a, 0x1f, 0xff, 0xff, 0xff, 0]),
+    c(op::INQUIRY, None, &[0x12, 0x01, 0xff, 0xff, 0xff, 0]),
+    c(op::MODE_SELECT_6, None, &[0x15, 0x11, 0, 0, 0xff, 0]),
+    c(op::MODE_SENSE_6, None, &[0x1a, 0x08, 0xff, 0xff, 0xff, 0]),
+    c(op::START_STOP_UNIT, None, &[0x1b, 0x01, 0, 0x0f, 0xf7, 0]),
+    c(op::PREVENT_ALLOW, None, &[0x1e, 0, 0, 0, 0x03, 0]),
+    c(
+        op::READ_CAPACITY_10,
+        None,
+        &[0x25, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0x01, 0],
+    ),
+    c(
+        op::READ_10,
+        None,
+        &[0x28, 0x18, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0],
+    ),
+    c(
+        op::WRITE_10,
+        None,
+        &[0x2a, 0x18, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0],
+    ),
+    c(
+        op::VERIFY_10,
+        None,
+        &[0x2f, 0x12, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0],
+    ),
+    c(
+        op::SYNCHRONIZE_CACHE_10,
+        None,
+        &[0x35, 0x02, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0],
+    ),
+    c(
+        op::MODE_SELECT_10,
+        None,
+        &[0x55, 0x11, 0, 0, 0, 0, 0, 0xff, 0xff, 0],
+    ),
+    c(
+        op::MODE_SENSE_10,
+        None,
+        &[0x5a, 0x18, 0xff, 0xff, 0, 0, 0, 0xff, 0xff, 0],
+    ),
+    c(
+        op::READ_16,
+        None,
+        &[
+            0x88, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0,
+            0,
+        ],
+    ),
+    c(
+        op::WRITE_16,
+        None,
+        &[
+            0x8a, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0,
+            0,
+        ],
+    ),
+    c(
+        op::VERIFY_16,
+        None,
+        &[
+            0x8f, 0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0,
+            0,
+        ],
+    ),
+    c(
+        op::SYNCHRONIZE_CACHE_16,
+        None,
+        &[
+            0x91, 0x02, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0,
+            0,
+        ],
+    ),
+    c(
+        op::SERVICE_ACTION_IN_16,
+        Some(op::SA_READ_CAPACITY_16 as u16),
+        &[
+            0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0,
+        ],
+    ),
+    c(
+        op::REPORT_LUNS,
+        None,
+        &[0xa0, 0, 0xff, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0],
+    ),
+    c(
+        op::MAINTENANCE_IN,
+        Some(op::SA_REPORT_SUPPORTED_OPCODES as u16),
+        &[
+            0xa3, 0x0c, 0x87, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0,
+        ],
+    ),
+    c(
+        op::READ_12,
+        None,
+        &[
+            0xa8, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0,
+        ],
+    ),
+    c(
+        op::WRITE_12,
+        None,
+        &[
+            0xaa, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0,
+        ],
+    ),
+    c(
+        op::VERIFY_12,
+        None,
+        &[
+            0xaf, 0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0,
+        ],
+    ),
+];
+
+/// Commands of the LUN 0 controller.
+pub(crate) const CONTROLLER: &[Supported] = &[
+    c(op::TEST_UNIT_READY, None, &[0x00, 0, 0, 0, 0, 0]),
+    c(op::REQUEST_SENSE, None, &[0x03, 0x01, 0, 0, 0xff, 0]),
+    c(op::INQUIRY, None, &[0x12, 0x01, 0xff, 0xff, 0xff, 0]),
+    c(
+        op::REPORT_LUNS,
+        None,
+        &[0xa0, 0, 0xff, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0],
+    ),
+    c(
+        op::MAINTENANCE_IN,
+        Some(op::SA_REPORT_SUPPORTED_OPCODES as u16),
+        &[
+            0xa3, 0x0c, 0x87, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0,
+        ],
+    ),
+];
+
+/// Whether `table` has `opcode` (with `sa`, for commands with service actions).
+pub(crate) fn supports(table: &[Supported], opcode: u8, sa: u16) -> bool {
+    table
+        .iter()
+        .any(|s| s.opcode == opcode && s.service_action.is_none_or(|x| x == sa))
+}
+
+/// Command timeouts descriptor (SPC-4 §6.35.4): no particular timeouts.
+fn timeouts() -> [u8; 12] {
+    let mut t = [0u8; 12];
+    t[1] = 0x0a;
+    t
+}
+
+/// The parameter data for a REPORT SUPPORTED OPERATION CODES CDB.
+pub(crate) fn report(table: &[Supported], cdb: &[u8]) -> Result<Vec<u8>, Sense> {
+    let rctd = cdb[2] & 0x80 != 0;
+    let options = cdb[2] & 0x07;
+    let req_op = cdb[3];
+    let req_sa = u16_at(cdb, 4);
+    let alloc = u32_at(cdb, 6) as usize;
+    let mut out = Vec::new();
+    match options {
+        0 => {
+            out.extend_from_slice(&[0; 4]);
+            for s in table {
+                out.push(s.opcode);
+                out.push(0);
+                out.extend_from_slice(&s.service_action.unwrap_or(0).to_be_bytes());
+                out.push(0);
+                out.push(u8::from(rctd) << 1 | u8::from(s.service_action.is_some()));
+                out.extend_from_slice(&(s.usage.len() as u16).to_be_bytes());
+                if rctd {
+                    out.extend_from_slice(&timeouts());
+                }
+            }
+            let len = (out.len() - 4) as u32;
+            out[..4].copy_from_slice(&len.to_be_bytes());
+        }
+        1..=3 => {
+            let found = table.iter().find(|s| s.opcode == req_op);
+            let entry = match (options, found) {
+                (1, Some(s)) if s.service_action.is_some() => {
+                    return Err(Sense::invalid_cdb_field(2, Some(0)));
+                }
+                (1, f) => f,
+                (2, Some(s)) if s.service_action.is_none() => {
+                    return Err(Sense::invalid_cdb_field(2, Some(0)));
+                }
+                (2, _) | (3, _) => table
+                    .iter()
+                    .find(|s| s.opcode == req_op && s.service_action.is_none_or(|x| x == req_sa)),
+                _ => None,
+            };
+            match entry {
+                Some(s) => {
+                    out.push(0);
+                    out.push(u8::from(rctd) << 7 | 0x03);
+                    out.extend_from_slice(&(s.usage.len() as u16).to_be_bytes());
+                    out.extend_from_slice(s.usage);
+                    if rctd {
+                        out.extend_from_slice(&timeouts());
+                    }
+                }
+                None => out.extend_from_slice(&[0, 0x01, 0, 0]),
+            }
+        }
+        _ => return Err(Sense::invalid_cdb_field(2, Some(0))),
+    }
+    out.truncate(alloc);
+    Ok(out)
+}

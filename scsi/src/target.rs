@@ -1,0 +1,712 @@
+//! The SCSI target device: LUN 0 controller plus disk LUs, command dispatch and unit
+//! attentions (SAM-5, SPC-4).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::cdb::{op, truncate, u16_at, u32_at};
+use crate::inquiry::{self, TYPE_CONTROLLER, TYPE_DISK};
+use crate::lu::{Lu, LuConfig};
+use crate::mode::{self, PageControl};
+use crate::opcodes;
+use crate::sense::{asc, key, Sense};
+use crate::{Action, Command, IoOutcome, NexusId, Response, ScsiError, ScsiStatus};
+
+/// The target's identity as VPD 0x83 reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetConfig {
+    /// Target ID.
+    pub tid: u32,
+    /// iSCSI name of the target.
+    pub target_name: String,
+    /// Relative target port identifier.
+    pub relative_port_id: u16,
+    /// Target port group.
+    pub port_group_id: u16,
+}
+
+/// One target's LUs.
+#[derive(Debug)]
+pub struct Target {
+    cfg: TargetConfig,
+    lus: BTreeMap<u64, Lu>,
+    nexuses: BTreeSet<NexusId>,
+}
+
+fn check(sense: Sense, descriptor: bool) -> Response {
+    Response {
+        status: ScsiStatus::CheckCondition,
+        sense: Some(sense.encode(descriptor)),
+        data: Vec::new(),
+    }
+}
+
+impl Target {
+    /// A target with only its LUN 0 controller.
+    pub fn new(cfg: TargetConfig) -> Target {
+        let controller = LuConfig {
+            lun: 0,
+            block_size: 512,
+            blocks: 0,
+            vendor_id: "GATEWAY".into(),
+            product_id: "CONTROLLER".into(),
+            product_rev: "0001".into(),
+            serial: format!("ctl{:08x}", cfg.tid),
+            naa_id: u64::from(cfg.tid) << 16,
+            readonly: true,
+            removable: false,
+            write_cache: false,
+            thin: false,
+            optimal_xfer_blocks: 0,
+            max_xfer_blocks: 0,
+        };
+        let mut lus = BTreeMap::new();
+        lus.insert(0, Lu::new(controller));
+        Target {
+            cfg,
+            lus,
+            nexuses: BTreeSet::new(),
+        }
+    }
+
+    /// Adds a disk LU.
+    pub fn add_lu(&mut self, cfg: LuConfig) -> Result<(), ScsiError> {
+        if cfg.lun == 0 {
+            return Err(ScsiError::LunZero);
+        }
+        if !matches!(cfg.block_size, 512 | 1024 | 2048 | 4096) {
+            return Err(ScsiError::BlockSize(cfg.block_size));
+        }
+        if self.lus.contains_key(&cfg.lun) {
+            return Err(ScsiError::LunExists(cfg.lun));
+        }
+        let lun = cfg.lun;
+        let mut lu = Lu::new(cfg);
+        for &n in &self.nexuses {
+            lu.add_ua(n, asc::POWER_ON_RESET);
+        }
+        self.lus.insert(lun, lu);
+        for (&l, lu) in self.lus.iter_mut() {
+            if l != lun {
+                for &n in &self.nexuses {
+                    lu.add_ua(n, asc::REPORTED_LUNS_CHANGED);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a disk LU.
+    pub fn remove_lu(&mut self, lun: u64) -> Result<(), ScsiError> {
+        if lun == 0 {
+            return Err(ScsiError::LunZero);
+        }
+        self.lus.remove(&lun).ok_or(ScsiError::NoSuchLun(lun))?;
+        for lu in self.lus.values_mut() {
+            for &n in &self.nexuses {
+                lu.add_ua(n, asc::REPORTED_LUNS_CHANGED);
+            }
+        }
+        Ok(())
+    }
+
+    /// Changes an LU's capacity; every nexus learns of it by unit attention.
+    pub fn resize_lu(&mut self, lun: u64, blocks: u64) -> Result<(), ScsiError> {
+        let lu = self
+            .lus
+            .get_mut(&lun)
+            .filter(|_| lun != 0)
+            .ok_or(ScsiError::NoSuchLun(lun))?;
+        lu.cfg.blocks = blocks;
+        for &n in &self.nexuses {
+            lu.add_ua(n, asc::CAPACITY_CHANGED);
+        }
+        Ok(())
+    }
+
+    /// The disk LUNs.
+    pub fn luns(&self) -> Vec<u64> {
+        self.lus.keys().copied().filter(|&l| l != 0).collect()
+    }
+
+    /// Whether a LUN exists (LUN 0 always does).
+    pub fn lun_known(&self, lun: u64) -> bool {
+        self.lus.contains_key(&lun)
+    }
+
+    /// A new I_T nexus: it starts with a power-on unit attention on every LU.
+    pub fn nexus_added(&mut self, nexus: NexusId) {
+        self.nexuses.insert(nexus);
+        for lu in self.lus.values_mut() {
+            lu.ua.remove(&nexus);
+            lu.add_ua(nexus, asc::POWER_ON_RESET);
+        }
+    }
+
+    /// An I_T nexus is gone: its unit attentions and medium-removal prevention go with it.
+    pub fn nexus_removed(&mut self, nexus: NexusId) {
+        self.nexuses.remove(&nexus);
+        for lu in self.lus.values_mut() {
+            lu.ua.remove(&nexus);
+            lu.prevent.remove(&nexus);
+        }
+    }
+
+    /// A reset of one LU (or all, for a target reset): prevention is cleared and every
+    /// nexus is told by unit attention.
+    pub fn reset(&mut self, lun: Option<u64>) {
+        for (&l, lu) in self.lus.iter_mut() {
+            if lun.is_none_or(|x| x == l) {
+                lu.prevent.clear();
+                for &n in &self.nexuses {
+                    lu.add_ua(n, asc::POWER_ON_RESET);
+                }
+            }
+        }
+    }
+
+    /// Data-out bytes the CDB asks for (0 when none or when the CDB is not understood).
+    pub fn data_out_len(&self, lun: u64, cdb: &[u8]) -> u64 {
+        let Some(lu) = self.lus.get(&lun) else {
+            return 0;
+        };
+        match cdb.first() {
+            Some(&op::MODE_SELECT_6) => u64::from(cdb[4]),
+            Some(&op::MODE_SELECT_10) => u64::from(u16_at(cdb, 7)),
+            Some(_) if lun != 0 => lu.data_out_len(cdb),
+            _ => 0,
+        }
+    }
+
+    /// Executes a command.
+    pub fn execute(&mut self, cmd: &Command<'_>) -> Action {
+        if cmd.cdb.len() < 6 {
+            return Action::Respond(check(
+                Sense::new(key::ILLEGAL_REQUEST, asc::INVALID_OPCODE),
+                false,
+            ));
+        }
+        let mut cdb = [0u8; 16];
+        let n = cmd.cdb.len().min(16);
+        cdb[..n].copy_from_slice(&cmd.cdb[..n]);
+        let opcode = cdb[0];
+        let Some(lu) = self.lus.get(&cmd.lun) else {
+            return Action::Respond(self.no_such_lun(&cdb));
+        };
+        let descriptor = lu.mode.d_sense;
+        match self.dispatch(cmd.nexus, cmd.lun, &cdb, cmd.data_out) {
+            Ok(action) => action,
+            Err(sense) => {
+                let _ = opcode;
+                Action::Respond(check(sense, descriptor))
+            }
+        }
+    }
+
+    fn no_such_lun(&self, cdb: &[u8]) -> Response {
+        match cdb[0] {
+            op::INQUIRY if cdb[1] & 0x01 == 0 => {
+                Response::good(truncate(inquiry::no_lu(), usize::from(u16_at(cdb, 3))))
+            }
+            op::REPORT_LUNS => match self.report_luns(cdb) {
+                Ok(d) => Response::good(d),
+                Err(s) => check(s, false),
+            },
+            op::REQUEST_SENSE => {
+                let desc = cdb[1] & 0x01 != 0;
+                let data = Sense::new(key::ILLEGAL_REQUEST, asc::LUN_NOT_SUPPORTED).encode(desc);
+                Response::good(truncate(data, usize::from(cdb[4])))
+            }
+            _ => check(
+                Sense::new(key::ILLEGAL_REQUEST, asc::LUN_NOT_SUPPORTED),
+                false,
+            ),
+        }
+    }
+
+    fn report_luns(&self, cdb: &[u8]) -> Result<Vec<u8>, Sense> {
+        let alloc = u32_at(cdb, 6) as usize;
+        if alloc < 16 {
+            return Err(Sense::invalid_cdb_field(6, None));
+        }
+        let luns: Vec<u64> = match cdb[2] {
+            0x00 | 0x02 => self.lus.keys().copied().collect(),
+            0x01 => Vec::new(), // no well-known LUs
+            0x10 | 0x11 | 0x12 => self.lus.keys().copied().collect(),
+            _ => return Err(Sense::invalid_cdb_field(2, None)),
+        };
+        let mut v = Vec::with_capacity(8 + luns.len() * 8);
+        v.extend_from_slice(&((luns.len() * 8) as u32).to_be_bytes());
+        v.extend_from_slice(&[0; 4]);
+        for l in luns {
+            let mut raw = [0u8; 8];
+            if l < 256 {
+                raw[1] = l as u8;
+            } else {
+                raw[0] = 0x40 | ((l >> 8) as u8 & 0x3f);
+                raw[1] = l as u8;
+            }
+            v.extend_from_slice(&raw);
+        }
+        Ok(truncate(v, alloc))
+    }
+
+    fn dispatch(
+        &mut self,
+        nexus: NexusId,
+        lun: u64,
+        cdb: &[u8; 16],
+        data_out: &[u8],
+    ) -> Result<Action, Sense> {
+        let opcode = cdb[0];
+        let controller = lun == 0;
+        let table = if controller {
+            opcodes::CONTROLLER
+        } else {
+            opcodes::DISK
+        };
+        let sa = u16::from(cdb[1] & 0x1f);
+        if !opcodes::supports(table, opcode, sa) {
+            return Err(Sense::new(key::ILLEGAL_REQUEST, asc::INVALID_OPCODE));
+        }
+        let lu = self.lus.get_mut(&lun).expect("checked by execute");
+        // Unit attentions go before everything but INQUIRY, REPORT LUNS and REQUEST SENSE
+        // (SAM-5 §5.14).
+        if !matches!(opcode, op::INQUIRY | op::REPORT_LUNS | op::REQUEST_SENSE) {
+            if let Some(code) = lu.take_ua(nexus) {
+                return Err(Sense::new(key::UNIT_ATTENTION, code));
+            }
+        }
+        let device_type = if controller {
+            TYPE_CONTROLLER
+        } else {
+            TYPE_DISK
+        };
+        let good = |d: Vec<u8>| Ok(Action::Respond(Response::good(d)));
+        match opcode {
+            op::TEST_UNIT_READY => {
+                if !lu.medium_present {
+                    return Err(Sense::new(key::NOT_READY, asc::MEDIUM_NOT_PRESENT));
+                }
+                good(Vec::new())
+            }
+            op::REQUEST_SENSE => {
+                let desc = cdb[1] & 0x01 != 0;
+                let sense = match lu.take_ua(nexus) {
+                    Some(code) => Sense::new(key::UNIT_ATTENTION, code),
+                    None if !lu.medium_present => {
+                        Sense::new(key::NOT_READY, asc::MEDIUM_NOT_PRESENT)
+                    }
+                    None => Sense::new(key::NO_SENSE, asc::NONE),
+                };
+                good(truncate(sense.encode(desc), usize::from(cdb[4])))
+            }
+            op::INQUIRY => {
+                let evpd = cdb[1] & 0x01 != 0;
+                let alloc = usize::from(u16_at(cdb, 3));
+                if cdb[1] & 0xfe != 0 {
+                    return Err(Sense::invalid_cdb_field(1, None));
+                }
+                if !evpd {
+                    if cdb[2] != 0 {
+                        return Err(Sense::invalid_cdb_field(2, None));
+                    }
+                    return good(truncate(inquiry::standard(device_type, &lu.cfg), alloc));
+                }
+                match inquiry::vpd(cdb[2], device_type, &lu.cfg, &self.cfg, false) {
+                    Some(page) => good(truncate(page, alloc)),
+                    None => Err(Sense::invalid_cdb_field(2, None)),
+                }
+            }
+            op::REPORT_LUNS => {
+                let data = self.report_luns(cdb)?;
+                good(data)
+            }
+            op::MAINTENANCE_IN => good(opcodes::report(table, cdb)?),
+            op::READ_CAPACITY_10 => {
+                if !lu.medium_present {
+                    return Err(Sense::new(key::NOT_READY, asc::MEDIUM_NOT_PRESENT));
+                }
+                if cdb[8] & 0x01 == 0 && u32_at(cdb, 2) != 0 {
+                    return Err(Sense::invalid_cdb_field(2, None));
+                }
+                good(lu.capacity10())
+            }
+            op::SERVICE_ACTION_IN_16 => {
+                if !lu.medium_present {
+                    return Err(Sense::new(key::NOT_READY, asc::MEDIUM_NOT_PRESENT));
+                }
+                good(truncate(lu.capacity16(), u32_at(cdb, 10) as usize))
+            }
+            op::MODE_SENSE_6 | op::MODE_SENSE_10 => good(Self::mode_sense(lu, cdb)?),
+            op::MODE_SELECT_6 | op::MODE_SELECT_10 => {
+                let before = lu.mode;
+                Self::mode_select(lu, cdb, data_out)?;
+                if lu.mode != before {
+                    let others: Vec<NexusId> = self
+                        .nexuses
+                        .iter()
+                        .copied()
+                        .filter(|&n| n != nexus)
+                        .collect();
+                    let lu = self.lus.get_mut(&lun).expect("present");
+                    for n in others {
+                        lu.add_ua(n, asc::MODE_PARAMETERS_CHANGED);
+                    }
+                }
+                good(Vec::new())
+            }
+            op::START_STOP_UNIT => {
+                lu.start_stop(cdb)?;
+                good(Vec::new())
+            }
+            op::PREVENT_ALLOW => {
+                lu.prevent_allow(nexus, cdb)?;
+                good(Vec::new())
+            }
+            _ => lu.block_command(cdb, data_out),
+        }
+    }
+
+    fn mode_sense(lu: &Lu, cdb: &[u8]) -> Result<Vec<u8>, Sense> {
+        let ten = cdb[0] == op::MODE_SENSE_10;
+        let dbd = cdb[1] & 0x08 != 0;
+        let llbaa = ten && cdb[1] & 0x10 != 0;
+        let pc = match cdb[2] >> 6 {
+            0 => PageControl::Current,
+            1 => PageControl::Changeable,
+            2 => PageControl::Default,
+            _ => return Err(Sense::new(key::ILLEGAL_REQUEST, asc::SAVING_NOT_SUPPORTED)),
+        };
+        let code = cdb[2] & 0x3f;
+        let subpage = cdb[3];
+        if subpage != 0 && !(subpage == 0xff && code == 0x3f) {
+            return Err(Sense::invalid_cdb_field(3, None));
+        }
+        let alloc = if ten {
+            usize::from(u16_at(cdb, 7))
+        } else {
+            usize::from(cdb[4])
+        };
+        let mut pages = Vec::new();
+        if code == 0x3f {
+            for &p in &mode::PAGES {
+                pages.extend(mode::page(p, pc, &lu.mode, &lu.default_mode).expect("listed page"));
+            }
+        } else {
+            pages = mode::page(code, pc, &lu.mode, &lu.default_mode)
+                .ok_or_else(|| Sense::invalid_cdb_field(2, Some(5)))?;
+        }
+        let block_desc = if dbd || lu.cfg.lun == 0 {
+            Vec::new()
+        } else if llbaa {
+            let mut d = vec![0u8; 16];
+            d[..8].copy_from_slice(&lu.cfg.blocks.to_be_bytes());
+            d[12..16].copy_from_slice(&lu.cfg.block_size.to_be_bytes());
+            d
+        } else {
+            let mut d = vec![0u8; 8];
+            d[..4].copy_from_slice(&(lu.cfg.blocks.min(u64::from(u32::MAX)) as u32).to_be_bytes());
+            d[5..8].copy_from_slice(&lu.cfg.block_size.to_be_bytes()[1..]);
+            d
+        };
+        let device_specific = if lu.cfg.readonly && lu.cfg.lun != 0 {
+            0x80
+        } else {
+            0
+        } | 0x10; // WP, DPOFUA
+        let mut v = Vec::new();
+        if ten {
+            v.extend_from_slice(&[
+                0,
+                0,
+                0,
+                device_specific,
+                u8::from(llbaa && !block_desc.is_empty()),
+                0,
+            ]);
+            v.extend_from_slice(&(block_desc.len() as u16).to_be_bytes());
+        } else {
+            v.extend_from_slice(&[0, 0, device_specific, block_desc.len() as u8]);
+        }
+        v.extend(block_desc);
+        v.extend(pages);
+        if ten {
+            let len = (v.len() - 2) as u16;
+            v[..2].copy_from_slice(&len.to_be_bytes());
+        } else {
+            v[0] = (v.len() - 1) as u8;
+        }
+        Ok(truncate(v, alloc))
+    }
+
+    fn mode_select(lu: &mut Lu, cdb: &[u8], data: &[u8]) -> Result<(), Sense> {
+        let ten = cdb[0] == op::MODE_SELECT_10;
+        if cdb[1] & 0x01 != 0 {
+            return Err(Sense::invalid_cdb_field(1, Some(0))); // SP: nothing can be saved
+        }
+        let len = if ten {
+            usize::from(u16_at(cdb, 7))
+        } else {
+            usize::from(cdb[4])
+        };
+        if len == 0 {
+            return Ok(());
+        }
+        let header = if ten { 8 } else { 4 };
+        if data.len() < len || len < header {
+            return Err(Sense::new(
+                key::ILLEGAL_REQUEST,
+                asc::PARAMETER_LIST_LENGTH_ERROR,
+            ));
+        }
+        let data = &data[..len];
+        let bd_len = if ten {
+            usize::from(u16_at(data, 6))
+        } else {
+            usize::from(data[3])
+        };
+        if header + bd_len > len {
+            return Err(Sense::new(
+                key::ILLEGAL_REQUEST,
+                asc::PARAMETER_LIST_LENGTH_ERROR,
+            ));
+        }
+        mode::select(&data[header + bd_len..], &mut lu.mode)
+    }
+
+    /// Turns a backing-store result into the command's status.
+    pub fn complete(&mut self, lun: u64, result: IoOutcome) -> Response {
+        let descriptor = self.lus.get(&lun).is_some_and(|l| l.mode.d_sense);
+        match result {
+            IoOutcome::Ok => Response::good(Vec::new()),
+            IoOutcome::Miscompare { at } => check(
+                Sense {
+                    information: Some(at),
+                    ..Sense::new(key::MISCOMPARE, asc::MISCOMPARE_DURING_VERIFY)
+                },
+                descriptor,
+            ),
+            IoOutcome::Error(errno) if errno == libc_enospc() => check(
+                Sense::new(key::DATA_PROTECT, asc::SPACE_ALLOCATION_FAILED),
+                descriptor,
+            ),
+            IoOutcome::Error(_) => check(
+                Sense::new(key::MEDIUM_ERROR, asc::UNRECOVERED_READ_ERROR),
+                descriptor,
+            ),
+        }
+    }
+}
+
+/// ENOSPC on Linux (kept here so this crate needs no libc).
+const fn libc_enospc() -> i32 {
+    28
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const N: NexusId = NexusId(1);
+
+    fn target() -> Target {
+        let mut t = Target::new(TargetConfig {
+            tid: 1,
+            target_name: "iqn.2026-11.io.gateway:t".into(),
+            relative_port_id: 1,
+            port_group_id: 1,
+        });
+        t.add_lu(LuConfig {
+            lun: 1,
+            block_size: 512,
+            blocks: 2048,
+            vendor_id: "GATEWAY".into(),
+            product_id: "DISK".into(),
+            product_rev: "0001".into(),
+            serial: "sn1".into(),
+            naa_id: 42,
+            readonly: false,
+            removable: true,
+            write_cache: true,
+            thin: false,
+            optimal_xfer_blocks: 128,
+            max_xfer_blocks: 32768,
+        })
+        .unwrap();
+        t.nexus_added(N);
+        t
+    }
+
+    fn run(t: &mut Target, lun: u64, cdb: &[u8], data_out: &[u8]) -> Action {
+        t.execute(&Command {
+            nexus: N,
+            lun,
+            cdb,
+            data_out,
+        })
+    }
+
+    fn sense_of(a: &Action) -> (u8, u8, u8) {
+        let Action::Respond(r) = a else {
+            panic!("{a:?}")
+        };
+        let s = r.sense.as_ref().expect("sense");
+        (s[2] & 0xf, s[12], s[13])
+    }
+
+    #[test]
+    fn unit_attention_first_then_good() {
+        let mut t = target();
+        let tur = [0u8; 6];
+        assert_eq!(sense_of(&run(&mut t, 1, &tur, &[])), (6, 0x29, 0));
+        assert_eq!(
+            run(&mut t, 1, &tur, &[]),
+            Action::Respond(Response::good(vec![]))
+        );
+        // INQUIRY does not consume unit attentions.
+        t.nexus_added(NexusId(2));
+        let inq = [0x12, 0, 0, 0, 36, 0];
+        let a = t.execute(&Command {
+            nexus: NexusId(2),
+            lun: 1,
+            cdb: &inq,
+            data_out: &[],
+        });
+        assert!(matches!(a, Action::Respond(ref r) if r.data.len() == 36 && r.data[1] == 0x80));
+    }
+
+    #[test]
+    fn reads_writes_and_ranges() {
+        let mut t = target();
+        let _ = run(&mut t, 1, &[0u8; 6], &[]);
+        let read10 = [0x28, 0, 0, 0, 0, 10, 0, 0, 8, 0];
+        assert_eq!(
+            run(&mut t, 1, &read10, &[]),
+            Action::Read {
+                offset: 5120,
+                len: 4096
+            }
+        );
+        let past = [0x28, 0, 0, 0, 7, 0xfc, 0, 0, 8, 0];
+        assert_eq!(sense_of(&run(&mut t, 1, &past, &[])), (5, 0x21, 0));
+        let prot = [0x28, 0x20, 0, 0, 0, 0, 0, 0, 1, 0];
+        assert_eq!(sense_of(&run(&mut t, 1, &prot, &[])), (5, 0x24, 0));
+        let write16 = [0x8a, 0x08, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0];
+        assert_eq!(t.data_out_len(1, &write16), 1024);
+        assert_eq!(
+            run(&mut t, 1, &write16, &[0; 1024]),
+            Action::Write {
+                offset: 512,
+                len: 1024,
+                fua: true
+            }
+        );
+        let read6_zero = [0x08, 0, 0, 0, 0, 0];
+        assert_eq!(
+            run(&mut t, 1, &read6_zero, &[]),
+            Action::Read {
+                offset: 0,
+                len: 256 * 512
+            }
+        );
+        let verify = [0x2f, 0x02, 0, 0, 0, 0, 0, 0, 1, 0];
+        assert_eq!(
+            run(&mut t, 1, &verify, &[0; 512]),
+            Action::Compare {
+                offset: 0,
+                len: 512
+            }
+        );
+    }
+
+    #[test]
+    fn missing_lun_and_unknown_opcode() {
+        let mut t = target();
+        let inq = [0x12, 0, 0, 0, 96, 0];
+        let Action::Respond(r) = run(&mut t, 9, &inq, &[]) else {
+            panic!()
+        };
+        assert_eq!(r.data[0], 0x7f);
+        assert_eq!(sense_of(&run(&mut t, 9, &[0u8; 6], &[])), (5, 0x25, 0));
+        let _ = run(&mut t, 1, &[0u8; 6], &[]);
+        assert_eq!(
+            sense_of(&run(&mut t, 1, &[0xc7, 0, 0, 0, 0, 0], &[])),
+            (5, 0x20, 0)
+        );
+        let rl = [0xa0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0];
+        let Action::Respond(r) = run(&mut t, 1, &rl, &[]) else {
+            panic!()
+        };
+        assert_eq!(&r.data[..4], &[0, 0, 0, 16]);
+    }
+
+    #[test]
+    fn eject_prevent_and_load() {
+        let mut t = target();
+        let _ = run(&mut t, 1, &[0u8; 6], &[]);
+        let prevent = [0x1e, 0, 0, 0, 1, 0];
+        let eject = [0x1b, 0, 0, 0, 0x02, 0];
+        let load = [0x1b, 0, 0, 0, 0x03, 0];
+        let _ = run(&mut t, 1, &prevent, &[]);
+        assert_eq!(sense_of(&run(&mut t, 1, &eject, &[])), (5, 0x53, 2));
+        let _ = run(&mut t, 1, &[0x1e, 0, 0, 0, 0, 0], &[]);
+        assert_eq!(
+            run(&mut t, 1, &eject, &[]),
+            Action::Respond(Response::good(vec![]))
+        );
+        assert_eq!(sense_of(&run(&mut t, 1, &[0u8; 6], &[])), (2, 0x3a, 0));
+        let _ = run(&mut t, 1, &load, &[]);
+        assert_eq!(
+            run(&mut t, 1, &[0u8; 6], &[]),
+            Action::Respond(Response::good(vec![]))
+        );
+    }
+
+    #[test]
+    fn mode_sense_all_pages_and_select() {
+        let mut t = target();
+        let _ = run(&mut t, 1, &[0u8; 6], &[]);
+        let sense6 = [0x1a, 0, 0x3f, 0, 255, 0];
+        let Action::Respond(r) = run(&mut t, 1, &sense6, &[]) else {
+            panic!()
+        };
+        assert_eq!(r.data[0] as usize, r.data.len() - 1);
+        assert_eq!(r.data[3], 8, "block descriptor");
+        let saved = [0x1a, 0, 0xc8, 0, 255, 0];
+        assert_eq!(sense_of(&run(&mut t, 1, &saved, &[])), (5, 0x39, 0));
+        // Turn the write cache off through MODE SELECT(6).
+        let caching_sense = [0x1a, 0x08, 0x08, 0, 255, 0];
+        let Action::Respond(r) = run(&mut t, 1, &caching_sense, &[]) else {
+            panic!()
+        };
+        let mut list = r.data.clone();
+        list[0] = 0;
+        list[4 + 2] &= !0x04;
+        let select = [0x15, 0x10, 0, 0, list.len() as u8, 0];
+        assert_eq!(t.data_out_len(1, &select), list.len() as u64);
+        assert_eq!(
+            run(&mut t, 1, &select, &list),
+            Action::Respond(Response::good(vec![]))
+        );
+        let write10 = [0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+        assert!(matches!(
+            run(&mut t, 1, &write10, &[0; 512]),
+            Action::Write { fua: true, .. }
+        ));
+    }
+
+    #[test]
+    fn supported_opcodes_one_command() {
+        let mut t = target();
+        let _ = run(&mut t, 1, &[0u8; 6], &[]);
+        let rsoc = [0xa3, 0x0c, 0x01, 0x28, 0, 0, 0, 0, 1, 0, 0, 0];
+        let Action::Respond(r) = run(&mut t, 1, &rsoc, &[]) else {
+            panic!()
+        };
+        assert_eq!(r.data[1] & 0x07, 3);
+        assert_eq!(u16::from_be_bytes([r.data[2], r.data[3]]), 10);
+        assert_eq!(r.data[4], 0x28);
+        let sa_needed = [0xa3, 0x0c, 0x01, 0x9e, 0, 0, 0, 0, 1, 0, 0, 0];
+        assert_eq!(sense_of(&run(&mut t, 1, &sa_needed, &[])), (5, 0x24, 0));
+    }
+}
