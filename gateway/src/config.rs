@@ -649,13 +649,15 @@ impl Parser {
                     .iscsi_keys
                     .push((canonical.to_string(), value.to_string()));
             }
-            "incominguser" | "outgoinguser" => return Err(err(
-                file,
-                line,
-                format!(
+            "incominguser" | "outgoinguser" => {
+                return Err(err(
+                    file,
+                    line,
+                    format!(
                     "`{key}` (CHAP) is not supported yet; remove it to run without authentication"
                 ),
-            )),
+                ))
+            }
             _ => {
                 return Err(err(
                     file,

@@ -160,23 +160,24 @@ impl TargetLimits {
                 .ok_or_else(|| format!("{key}={value}: write a number from {lo} to {hi}"))
         };
         let boolean = || parse_bool(value).ok_or_else(|| format!("{key}={value}: write Yes or No"));
-        let digest =
-            || -> Result<DigestPolicy, String> {
-                let mut p = DigestPolicy {
-                    crc32c: false,
-                    none: false,
-                };
-                for v in value.split(',') {
-                    match v.trim() {
-                        "CRC32C" => p.crc32c = true,
-                        "None" => p.none = true,
-                        other => return Err(format!(
+        let digest = || -> Result<DigestPolicy, String> {
+            let mut p = DigestPolicy {
+                crc32c: false,
+                none: false,
+            };
+            for v in value.split(',') {
+                match v.trim() {
+                    "CRC32C" => p.crc32c = true,
+                    "None" => p.none = true,
+                    other => {
+                        return Err(format!(
                             "{key}: `{other}` is not a digest; write CRC32C, None or CRC32C,None"
-                        )),
+                        ))
                     }
                 }
-                Ok(p)
-            };
+            }
+            Ok(p)
+        };
         match key {
             "MaxRecvDataSegmentLength" => {
                 self.max_recv_data_segment_len = number(SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX)?

@@ -263,49 +263,77 @@ impl TargetThread {
             return;
         }
         let end = d.buffer_offset.checked_add(len);
-        let in_bounds = matches!(end, Some(e) if e <= task.edtl);
-        let ok = in_bounds
-            && if d.ttt == RESERVED_TAG {
-                // Unsolicited: in order, inside the first burst.
-                let ok = d.datasn == task.unsolicited_datasn
-                    && d.buffer_offset == task.unsolicited_next
-                    && d.buffer_offset + len <= task.unsolicited_end;
-                if ok {
-                    task.unsolicited_datasn += 1;
-                    task.unsolicited_next += len;
-                }
-                ok
-            } else {
-                match task.r2ts.iter_mut().position(|r| r.ttt == d.ttt) {
-                    Some(i) => {
-                        let r = &mut task.r2ts[i];
-                        let ok = d.datasn == r.next_datasn
-                            && d.buffer_offset == r.offset + r.received
-                            && r.received + len <= r.len;
-                        if ok {
-                            r.next_datasn += 1;
-                            r.received += len;
-                            if r.received == r.len {
-                                task.r2ts.remove(i);
-                            }
+        if !matches!(end, Some(e) if e <= task.edtl) || task.got + len > task.edtl {
+            // Data outside the command's buffer: a broken or hostile initiator.
+            tracing::warn!(
+                tid = self.tid,
+                itt = d.itt,
+                offset = d.buffer_offset,
+                len,
+                "Data-Out past the expected data transfer length; closing the connection"
+            );
+            self.close_conn(c);
+            return;
+        }
+        if task.refusal.is_some() {
+            // Already failed: count the bytes the initiator still owes, store nothing.
+            task.got += len;
+            self.advance_data_out(t);
+            return;
+        }
+        let ok = if d.ttt == RESERVED_TAG {
+            // Unsolicited: in order, inside the first burst.
+            let ok = d.datasn == task.unsolicited_datasn
+                && d.buffer_offset == task.unsolicited_next
+                && d.buffer_offset + len <= task.unsolicited_end;
+            if ok {
+                task.unsolicited_datasn += 1;
+                task.unsolicited_next += len;
+            }
+            ok
+        } else {
+            match task.r2ts.iter_mut().position(|r| r.ttt == d.ttt) {
+                Some(i) => {
+                    let r = &mut task.r2ts[i];
+                    let ok = d.datasn == r.next_datasn
+                        && d.buffer_offset == r.offset + r.received
+                        && r.received + len <= r.len;
+                    if ok {
+                        r.next_datasn += 1;
+                        r.received += len;
+                        if r.received == r.len {
+                            task.r2ts.remove(i);
                         }
-                        ok
                     }
-                    None => false,
+                    ok
                 }
-            };
+                None => false,
+            }
+        };
         if !ok {
-            // RFC 7143 §7.1: at ErrorRecoveryLevel 0 a sequence error ends the connection;
-            // the initiator recovers by logging in again.
+            // A DataSN, offset or TTT out of sequence. At ErrorRecoveryLevel 0 the command
+            // cannot be recovered (RFC 7143 §7.1.4): take what the initiator is already
+            // committed to send, solicit nothing more, then fail the command alone.
             tracing::warn!(
                 tid = self.tid,
                 itt = d.itt,
                 datasn = d.datasn,
                 offset = d.buffer_offset,
                 len,
-                "Data-Out out of sequence or out of bounds; closing the connection"
+                "Data-Out out of sequence; failing the command"
             );
-            self.close_conn(c);
+            task.refusal = Some(gw_scsi::Response {
+                status: gw_scsi::ScsiStatus::CheckCondition,
+                sense: Some(gw_scsi::sense::fixed(
+                    gw_scsi::sense::key::ABORTED_COMMAND,
+                    0x4b,
+                    0x00,
+                )),
+                data: Vec::new(),
+            });
+            task.want = task.solicit_next.max(task.unsolicited_end).min(task.edtl);
+            task.got += len;
+            self.advance_data_out(t);
             return;
         }
         if let Some(buf) = task.buf.as_mut() {
@@ -342,15 +370,27 @@ impl TargetThread {
                     req.function,
                     tmf::TARGET_WARM_RESET | tmf::TARGET_COLD_RESET
                 );
-                let victims: Vec<(u32, usize)> = self.conns[c]
-                    .itts
+                // Task set functions act on this session's tasks; resets on every
+                // session's (SAM-5 §7.6, §7.7).
+                let every_session = matches!(
+                    req.function,
+                    tmf::LOGICAL_UNIT_RESET | tmf::TARGET_WARM_RESET | tmf::TARGET_COLD_RESET
+                );
+                let victims: Vec<(usize, u32, usize)> = self
+                    .conns
                     .iter()
-                    .filter(|(_, &t)| whole_target || self.tasks[t].lun == lun)
-                    .map(|(&itt, &t)| (itt, t))
+                    .filter(|(k, _)| every_session || *k == c)
+                    .flat_map(|(k, conn)| conn.itts.iter().map(move |(&itt, &t)| (k, itt, t)))
+                    .filter(|&(_, _, t)| whole_target || self.tasks[t].lun == lun)
                     .collect();
-                for (itt, t) in victims {
-                    self.conns[c].itts.remove(&itt);
+                for (k, itt, t) in victims {
+                    self.conns[k].itts.remove(&itt);
                     self.abort_task(t);
+                }
+                match req.function {
+                    tmf::LOGICAL_UNIT_RESET => self.scsi.reset(Some(lun)),
+                    tmf::TARGET_WARM_RESET | tmf::TARGET_COLD_RESET => self.scsi.reset(None),
+                    _ => {}
                 }
                 tmf::COMPLETE
             }
