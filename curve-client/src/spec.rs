@@ -92,9 +92,21 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert!(matches!(VolumeSpec::parse("/dev/sda"), Err(SpecError::NotCurve(_))));
-        assert!(matches!(VolumeSpec::parse("cbd:pool/x_y_"), Err(SpecError::NoPath(_))));
-        assert!(matches!(VolumeSpec::parse("cbd:pool//x"), Err(SpecError::NoOwner(_))));
-        assert!(matches!(VolumeSpec::parse("cbd:pool//_y_"), Err(SpecError::NoOwner(_))));
+        assert!(matches!(
+            VolumeSpec::parse("/dev/sda"),
+            Err(SpecError::NotCurve(_))
+        ));
+        assert!(matches!(
+            VolumeSpec::parse("cbd:pool/x_y_"),
+            Err(SpecError::NoPath(_))
+        ));
+        assert!(matches!(
+            VolumeSpec::parse("cbd:pool//x"),
+            Err(SpecError::NoOwner(_))
+        ));
+        assert!(matches!(
+            VolumeSpec::parse("cbd:pool//_y_"),
+            Err(SpecError::NoOwner(_))
+        ));
     }
 }

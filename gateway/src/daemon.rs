@@ -55,8 +55,11 @@ pub enum StartError {
     },
 }
 
+/// One target's stores: (LUN, store, block size).
+pub type LunStores = Vec<(u64, Backing, u32)>;
+
 /// Opens every LUN's store, so that a bad path stops the start with its name.
-pub fn open_stores(config: &Config) -> Result<Vec<Vec<(u64, Backing, u32)>>, StartError> {
+pub fn open_stores(config: &Config) -> Result<Vec<LunStores>, StartError> {
     config
         .targets
         .iter()

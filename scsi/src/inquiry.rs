@@ -68,7 +68,7 @@ fn designator(code_set: u8, piv_assoc_type: u8, value: &[u8]) -> Vec<u8> {
 fn name_string(name: &str) -> Vec<u8> {
     let mut v = name.as_bytes().to_vec();
     v.push(0);
-    while v.len() % 4 != 0 {
+    while !v.len().is_multiple_of(4) {
         v.push(0);
     }
     v

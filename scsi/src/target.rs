@@ -231,7 +231,7 @@ impl Target {
         let luns: Vec<u64> = match cdb[2] {
             0x00 | 0x02 => self.lus.keys().copied().collect(),
             0x01 => Vec::new(), // no well-known LUs
-            0x10 | 0x11 | 0x12 => self.lus.keys().copied().collect(),
+            0x10..=0x12 => self.lus.keys().copied().collect(),
             _ => return Err(Sense::invalid_cdb_field(2, None)),
         };
         let mut v = Vec::with_capacity(8 + luns.len() * 8);

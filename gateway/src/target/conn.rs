@@ -24,8 +24,6 @@ use crate::msg::{Handoff, MgmtMsg};
 
 /// Commands one session may have in flight; the CmdSN window never offers more.
 pub const TASKS_PER_SESSION_MAX: u32 = 256;
-/// Output bytes queued on a connection beyond which it stops reading new commands.
-pub const OUTPUT_QUEUED_BYTES_MAX: usize = 64 << 20;
 /// The ITT and TTT value meaning "none" (RFC 7143 §11.2.1.5).
 pub const RESERVED_TAG: u32 = 0xffff_ffff;
 
@@ -46,7 +44,6 @@ pub(crate) struct Conn {
     pub params: SessionParams,
     pub digests: Digests,
     pub tsih: u16,
-    pub isid: [u8; 6],
     pub cid: u16,
     pub nexus: NexusId,
     /// Next StatSN to assign.
@@ -105,11 +102,6 @@ impl Conn {
     }
 }
 
-/// Serial number arithmetic (RFC 1982) for 32-bit sequence numbers: `a < b`.
-pub(crate) fn sn_lt(a: u32, b: u32) -> bool {
-    a != b && b.wrapping_sub(a) < (1 << 31)
-}
-
 impl TargetThread {
     /// Takes over a connection handed off by the management thread.
     pub(super) fn adopt(&mut self, h: Handoff) {
@@ -131,7 +123,6 @@ impl TargetThread {
             reader,
             digests,
             tsih: h.tsih,
-            isid: h.outcome.isid,
             cid: h.outcome.cid,
             nexus,
             statsn: h.outcome.statsn,
@@ -493,18 +484,5 @@ impl TargetThread {
             tid: self.tid,
             tsih: conn.tsih,
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::sn_lt;
-
-    #[test]
-    fn serial_numbers_wrap() {
-        assert!(sn_lt(1, 2));
-        assert!(!sn_lt(2, 1));
-        assert!(sn_lt(u32::MAX, 0));
-        assert!(!sn_lt(5, 5));
     }
 }

@@ -362,7 +362,7 @@ impl TargetThread {
         let mut offset = 0u32;
         for (i, &seg) in segments.iter().enumerate() {
             let last = i + 1 == segments.len();
-            let end_of_burst = last || (offset + seg) % burst_max == 0;
+            let end_of_burst = last || (offset + seg).is_multiple_of(burst_max);
             let statsn = if last { conn.take_statsn() } else { 0 };
             let bhs = DataIn {
                 final_: end_of_burst,

@@ -32,7 +32,7 @@ pub struct TargetSetup {
     /// Its SCSI personality (LUN 0 controller plus the disk LUs).
     pub scsi: gw_scsi::Target,
     /// Backing stores by LUN.
-    pub stores: Vec<(u64, Backing, u32)>,
+    pub stores: crate::daemon::LunStores,
     /// Core to pin to.
     pub cpu: Option<usize>,
     /// Shared counters this thread updates (read by the admin side).
@@ -129,7 +129,6 @@ impl Token {
 #[derive(Debug)]
 pub(crate) struct Store {
     pub backing: Backing,
-    pub block_size: u32,
 }
 
 impl Store {
@@ -178,15 +177,7 @@ impl TargetThread {
         let stores = setup
             .stores
             .into_iter()
-            .map(|(lun, backing, block_size)| {
-                (
-                    lun,
-                    Store {
-                        backing,
-                        block_size,
-                    },
-                )
-            })
+            .map(|(lun, backing, _block_size)| (lun, Store { backing }))
             .collect();
         TargetThread {
             tid: setup.tid,
