@@ -10,6 +10,8 @@ const MIB: u64 = 1 << 20;
 
 fn fio_job(d: &Daemon, verify_only: bool) -> Command {
     let mut cmd = Command::new(fio_path());
+    // fio leaves verify state files in its working directory.
+    cmd.current_dir(&d.dir.0);
     cmd.args([
         "--ioengine=libiscsi",
         "--rw=write",

@@ -39,7 +39,7 @@ fn target_threads_are_named_pinned_and_serve_their_own_connections() {
         .map(|t| ticks_of(pid, &format!("tgt/{t}")))
         .collect();
     let out = run(
-        Command::new(fio_path()).args([
+        Command::new(fio_path()).current_dir(&d.dir.0).args([
             "--name=t2",
             "--ioengine=libiscsi",
             "--rw=randread",
