@@ -855,6 +855,13 @@ mod tests {
     }
 
     #[test]
+    fn shipped_example_parses() {
+        let c = parse(include_str!("../../deploy/targets.conf")).unwrap();
+        assert_eq!(c.targets.len(), 3);
+        assert!(c.targets.iter().all(|t| t.luns.len() == 1));
+    }
+
+    #[test]
     fn default_has_three_targets() {
         let c = Config::embedded_default(Path::new("/tmp/s"));
         assert_eq!(c.targets.len(), 3);

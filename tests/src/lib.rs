@@ -5,6 +5,8 @@
 //! daemon is stopped when its handle drops, so no process outlives a test.
 #![forbid(unsafe_code)]
 
+pub mod raw;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -20,7 +20,7 @@ pub struct DiscoveredTarget {
 const NO_TTT: u32 = 0xffff_ffff;
 
 /// One connection's text exchange state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TextExchange {
     /// Request text received with the Continue bit.
     request: Vec<u8>,
@@ -57,7 +57,12 @@ pub fn send_targets(value: &str, targets: &[DiscoveredTarget], own: Option<&str>
 impl TextExchange {
     /// A fresh exchange state.
     pub fn new() -> TextExchange {
-        TextExchange::default()
+        TextExchange {
+            request: Vec::new(),
+            pending: Vec::new(),
+            ttt: NO_TTT,
+            next_ttt: 0,
+        }
     }
 
     /// Handles one Text Request; returns the Text Response to send.
@@ -93,6 +98,7 @@ impl TextExchange {
         }
         // A new request (a TTT of all ones resets any unfinished exchange).
         self.pending.clear();
+        self.ttt = NO_TTT;
         if self.request.len() + data.len() > TEXT_BYTES_MAX {
             self.request.clear();
             return Err(TextError::TooLong);
@@ -136,7 +142,12 @@ impl TextExchange {
         }
         let rest = self.pending.split_off(max);
         let chunk = std::mem::replace(&mut self.pending, rest);
-        let ttt = self.allocate_ttt();
+        // One tag for the whole response (RFC 7143 §11.11.4).
+        let ttt = if self.ttt == NO_TTT {
+            self.allocate_ttt()
+        } else {
+            self.ttt
+        };
         reply(false, true, ttt, chunk)
     }
 }

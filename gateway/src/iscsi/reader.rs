@@ -71,6 +71,8 @@ pub struct PduReader {
     start: usize,
     max_data: u32,
     digests: Digests,
+    /// Frames a target's PDUs (an initiator's reader) instead of an initiator's.
+    peer_is_target: bool,
 }
 
 impl PduReader {
@@ -81,7 +83,13 @@ impl PduReader {
             start: 0,
             max_data: max_data_segment_bytes,
             digests: Digests::default(),
+            peer_is_target: false,
         }
+    }
+
+    /// Accepts target opcodes instead of initiator ones (for test initiators).
+    pub fn set_peer_is_target(&mut self, yes: bool) {
+        self.peer_is_target = yes;
     }
 
     /// Turns digests on or off (after login).
@@ -177,7 +185,7 @@ impl PduReader {
             return Err(PduError::DataDigest { bhs, expected, got });
         }
         match Opcode::from_u8(bhs.0[0]) {
-            Some(op) if op.is_initiator() => Ok(Some(pdu)),
+            Some(op) if op.is_initiator() != self.peer_is_target => Ok(Some(pdu)),
             _ => Err(PduError::BadOpcode {
                 bhs,
                 opcode: bhs.raw_opcode(),

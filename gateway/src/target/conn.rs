@@ -405,6 +405,7 @@ impl TargetThread {
                 continue;
             }
             let chain = std::mem::replace(&mut conn.out, SendChain::new());
+            tracing::trace!(tid = self.tid, bytes = chain.len_bytes(), "send");
             let fd = conn.fd.as_raw_fd();
             match self.ring.send(fd, Token::Send(c).encode(), chain) {
                 Ok(_) => self.conns[c].sending = true,
