@@ -54,6 +54,12 @@ pub fn send_targets(value: &str, targets: &[DiscoveredTarget], own: Option<&str>
     out
 }
 
+impl Default for TextExchange {
+    fn default() -> Self {
+        TextExchange::new()
+    }
+}
+
 impl TextExchange {
     /// A fresh exchange state.
     pub fn new() -> TextExchange {
