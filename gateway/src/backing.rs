@@ -139,10 +139,25 @@ impl Backing {
     }
 }
 
-/// Reads one block with O_DIRECT at offset 0 to learn early whether the store accepts I/O of
-/// this size and alignment.
+/// Checks that O_DIRECT I/O of whole blocks works on this store: from the alignment statx
+/// reports where the filesystem tells, and by reading one block in any case.
 fn probe_direct(file: &File, path: &Path, block_size: u32) -> Result<(), BackingError> {
+    use std::os::fd::AsFd;
     use std::os::unix::fs::FileExt;
+    if let Ok(Some(align)) = gw_uring::direct_io_alignment(file.as_fd()) {
+        let misaligned =
+            block_size % align.offset_bytes != 0 || align.mem_bytes > DIRECT_ALIGN_BYTES;
+        if misaligned {
+            return Err(BackingError::DirectAlignment {
+                path: path.to_path_buf(),
+                block_size,
+                source: std::io::Error::other(format!(
+                    "O_DIRECT needs {}-byte offsets and {}-byte memory alignment",
+                    align.offset_bytes, align.mem_bytes
+                )),
+            });
+        }
+    }
     let mut buf = gw_uring::IoBuf::new_unregistered(DIRECT_ALIGN_BYTES.max(block_size) as usize);
     let slice = &mut buf.as_mut_slice()[..block_size as usize];
     match file.read_at(slice, 0) {

@@ -15,6 +15,7 @@
 mod bufring;
 mod chain;
 mod error;
+mod fileinfo;
 mod iobuf;
 mod mailbox;
 mod op;
@@ -23,6 +24,7 @@ mod thread;
 
 pub use chain::{BufHandle, SendChain};
 pub use error::{Errno, RingError};
+pub use fileinfo::{direct_io_alignment, DirectAlign};
 pub use iobuf::IoBuf;
 pub use mailbox::{mailbox, Mailbox, MailboxClosed, MailboxSender};
 pub use op::OpId;
