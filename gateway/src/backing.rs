@@ -146,7 +146,7 @@ fn probe_direct(file: &File, path: &Path, block_size: u32) -> Result<(), Backing
     use std::os::unix::fs::FileExt;
     if let Ok(Some(align)) = gw_uring::direct_io_alignment(file.as_fd()) {
         let misaligned =
-            block_size % align.offset_bytes != 0 || align.mem_bytes > DIRECT_ALIGN_BYTES;
+            !block_size.is_multiple_of(align.offset_bytes) || align.mem_bytes > DIRECT_ALIGN_BYTES;
         if misaligned {
             return Err(BackingError::DirectAlignment {
                 path: path.to_path_buf(),
