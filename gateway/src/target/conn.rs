@@ -23,7 +23,7 @@ use crate::iscsi::writer;
 use crate::msg::{Handoff, MgmtMsg};
 
 /// Commands one session may have in flight; the CmdSN window never offers more.
-pub const TASKS_PER_SESSION_MAX: u32 = 256;
+pub const TASKS_PER_SESSION_MAX: u32 = crate::iscsi::login::COMMAND_WINDOW;
 /// The ITT and TTT value meaning "none" (RFC 7143 §11.2.1.5).
 pub const RESERVED_TAG: u32 = 0xffff_ffff;
 
