@@ -115,10 +115,13 @@ pub fn scsi_target(t: &TargetConf, stores: &[(u64, Backing, u32)]) -> gw_scsi::T
                 .product_id
                 .clone()
                 .unwrap_or_else(|| "GATEWAY DISK".into()),
-            product_rev: s
-                .product_rev
-                .clone()
-                .unwrap_or_else(|| env!("CARGO_PKG_VERSION").replace('.', "").chars().take(4).collect()),
+            product_rev: s.product_rev.clone().unwrap_or_else(|| {
+                env!("CARGO_PKG_VERSION")
+                    .replace('.', "")
+                    .chars()
+                    .take(4)
+                    .collect()
+            }),
             serial,
             naa_id: id,
             readonly: s.readonly,

@@ -606,7 +606,9 @@ impl Mgmt {
         let Phase::Discovery(s) = &mut conn.phase else {
             return;
         };
-        let max_cmdsn = s.exp_cmdsn.wrapping_add(crate::iscsi::login::COMMAND_WINDOW - 1);
+        let max_cmdsn = s
+            .exp_cmdsn
+            .wrapping_add(crate::iscsi::login::COMMAND_WINDOW - 1);
         match p.bhs.opcode() {
             Some(Opcode::TextReq) => {
                 let Ok(req) = TextRequest::parse(&p.bhs) else {

@@ -207,6 +207,7 @@ impl Ring {
             .setup_single_issuer()
             .setup_defer_taskrun()
             .setup_coop_taskrun()
+            .setup_taskrun_flag()
             .build(opts.sq_entries)
         {
             Ok(u) => {

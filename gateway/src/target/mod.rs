@@ -24,6 +24,13 @@ use task::Task;
 /// Sessions one target serves at once; logins past it are refused by the management thread.
 pub const SESSIONS_PER_TARGET_MAX: usize = 256;
 
+/// How long a target thread keeps polling its ring after the last completion before it
+/// sleeps in the kernel.
+pub const POLL_BEFORE_SLEEP: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// Most completions in one turn for which the thread still polls before sleeping.
+pub const POLL_BATCH_MAX: usize = 2;
+
 /// What a target thread is started with.
 #[derive(Debug)]
 pub struct TargetSetup {
@@ -202,15 +209,35 @@ impl TargetThread {
             .expect("a fresh ring has room for its mailbox watch");
         let mut completions = Vec::with_capacity(256);
         tracing::info!(tid = self.tid, "target thread running");
+        // When work just ended, keep polling the ring for a short while before sleeping: on
+        // a loaded host, waking a sleeping thread costs far more than the next request takes
+        // to arrive (bench/RESULTS.md, the queue-depth-1 profile).
+        let mut busy_until = None::<std::time::Instant>;
         loop {
             self.flush_output();
             if self.stopping && self.conns.is_empty() && self.tasks.is_empty() {
                 break;
             }
-            if let Err(e) = self.ring.submit_and_wait(1) {
+            let polling = busy_until.is_some_and(|t| std::time::Instant::now() < t);
+            if polling {
+                // Give the CPU to anything else runnable here (an initiator, another target).
+                std::thread::yield_now();
+            }
+            if let Err(e) = self.ring.submit_and_wait(if polling { 0 } else { 1 }) {
                 panic!("target {}: io_uring submit failed: {e}", self.tid);
             }
             self.ring.reap(&mut completions);
+            if completions.is_empty() {
+                if !polling {
+                    busy_until = None;
+                }
+                continue;
+            }
+            // Poll only at low load (a handful of completions per turn): under load the next
+            // completions are already queued, and polling would take CPU the initiators need.
+            if completions.len() <= POLL_BATCH_MAX && !self.conns.is_empty() {
+                busy_until = Some(std::time::Instant::now() + POLL_BEFORE_SLEEP);
+            }
             for completion in completions.drain(..) {
                 self.dispatch(completion);
             }
