@@ -257,6 +257,27 @@ impl Daemon {
         )
     }
 
+    /// Runs one fio job (libiscsi engine) against target `t` LUN `lun`, in this daemon's
+    /// directory, and fails the test unless it ends without error.
+    pub fn fio(&self, t: usize, lun: u64, args: &[&str]) -> Output {
+        let out = run(
+            Command::new(fio_path())
+                .current_dir(&self.dir.0)
+                .arg("--name=job")
+                .arg("--ioengine=libiscsi")
+                .arg(format!("--filename={}", self.fio_filename(t, lun)))
+                .args(args),
+            Duration::from_secs(300),
+        );
+        assert!(
+            out.ok() && out.stdout.contains("err= 0"),
+            "fio {args:?} failed:\n{}{}",
+            out.stdout,
+            out.stderr
+        );
+        out
+    }
+
     /// Stops with SIGTERM (SIGKILL after 10 s) and waits.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

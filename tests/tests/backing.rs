@@ -3,32 +3,24 @@
 use std::process::Command;
 use std::time::Duration;
 
-use gw_tests::{fio_path, run, Daemon, LunSpec, TargetSpec, TempDir};
+use gw_tests::{run, Daemon, LunSpec, TargetSpec, TempDir};
 
 const MIB: u64 = 1 << 20;
 
-fn fio_verify(d: &Daemon, t: usize, size: &str, bs: &str) {
-    let out = run(
-        Command::new(fio_path()).current_dir(&d.dir.0).args([
-            "--name=v",
-            "--ioengine=libiscsi",
-            "--rw=randwrite",
-            &format!("--bs={bs}"),
-            "--iodepth=16",
-            &format!("--size={size}"),
-            "--verify=crc32c",
-            "--do_verify=1",
-            "--verify_fatal=1",
-            &format!("--filename={}", d.fio_filename(t, 1)),
-        ]),
-        Duration::from_secs(300),
-    );
-    assert!(
-        out.ok() && out.stdout.contains("err= 0"),
-        "{}{}",
-        out.stdout,
-        out.stderr
-    );
+/// Random writes verified with crc32c.
+const VERIFY: [&str; 5] = [
+    "--rw=randwrite",
+    "--iodepth=16",
+    "--verify=crc32c",
+    "--do_verify=1",
+    "--verify_fatal=1",
+];
+
+fn fio_verify(d: &Daemon, t: usize, lun: u64, size: &str, bs: &str) {
+    let (size, bs) = (format!("--size={size}"), format!("--bs={bs}"));
+    let mut args = VERIFY.to_vec();
+    args.extend([size.as_str(), bs.as_str()]);
+    d.fio(t, lun, &args);
 }
 
 #[test]
@@ -39,7 +31,7 @@ fn direct_io_file_lun() {
             .with("bs-type aio")
             .with("block-size 4096")])],
     );
-    fio_verify(&d, 0, "32m", "4k-256k");
+    fio_verify(&d, 0, 1, "32m", "4k-256k");
 }
 
 #[test]
@@ -80,27 +72,7 @@ fn block_device_lun_through_a_loop_device() {
         "{}",
         out.stdout
     );
-    let out = run(
-        Command::new(fio_path()).current_dir(&d.dir.0).args([
-            "--name=v",
-            "--ioengine=libiscsi",
-            "--rw=randwrite",
-            "--bs=4k-128k",
-            "--iodepth=16",
-            "--size=32m",
-            "--verify=crc32c",
-            "--do_verify=1",
-            "--verify_fatal=1",
-            &format!("--filename={}", d.fio_filename(0, 2)),
-        ]),
-        Duration::from_secs(300),
-    );
-    assert!(
-        out.ok() && out.stdout.contains("err= 0"),
-        "{}{}",
-        out.stdout,
-        out.stderr
-    );
+    fio_verify(&d, 0, 2, "32m", "4k-128k");
 }
 
 #[test]
@@ -121,22 +93,9 @@ fn null_lun_reads_zeros_and_takes_writes() {
         "{}",
         out.stdout
     );
-    let out = run(
-        Command::new(fio_path()).current_dir(&d.dir.0).args([
-            "--name=n",
-            "--ioengine=libiscsi",
-            "--rw=randrw",
-            "--bs=64k",
-            "--iodepth=16",
-            "--size=256m",
-            &format!("--filename={}", d.fio_filename(0, 1)),
-        ]),
-        Duration::from_secs(120),
-    );
-    assert!(
-        out.ok() && out.stdout.contains("err= 0"),
-        "{}{}",
-        out.stdout,
-        out.stderr
+    d.fio(
+        0,
+        1,
+        &["--rw=randrw", "--bs=64k", "--iodepth=16", "--size=256m"],
     );
 }

@@ -1,10 +1,7 @@
 //! Each target runs on its own pinned thread `tgt/<tid>`, and a connection's I/O is served on
 //! its target's thread.
 
-use std::process::Command;
-use std::time::Duration;
-
-use gw_tests::{fio_path, run, thread_cpu_ticks, Daemon, LunSpec, TargetSpec};
+use gw_tests::{thread_cpu_ticks, Daemon, LunSpec, TargetSpec};
 
 const MIB: u64 = 1 << 20;
 
@@ -38,20 +35,17 @@ fn target_threads_are_named_pinned_and_serve_their_own_connections() {
     let before: Vec<u64> = (1..=3)
         .map(|t| ticks_of(pid, &format!("tgt/{t}")))
         .collect();
-    let out = run(
-        Command::new(fio_path()).current_dir(&d.dir.0).args([
-            "--name=t2",
-            "--ioengine=libiscsi",
+    d.fio(
+        1,
+        1,
+        &[
             "--rw=randread",
             "--bs=4k",
             "--iodepth=32",
             "--size=64m",
             "--io_size=512m",
-            &format!("--filename={}", d.fio_filename(1, 1)),
-        ]),
-        Duration::from_secs(300),
+        ],
     );
-    assert!(out.ok(), "{}{}", out.stdout, out.stderr);
     let after: Vec<u64> = (1..=3)
         .map(|t| ticks_of(pid, &format!("tgt/{t}")))
         .collect();
