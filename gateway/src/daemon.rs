@@ -240,6 +240,7 @@ pub fn start(
     config: &Config,
     portal_addrs: &[SocketAddr],
     cpus: &[usize],
+    timeouts: crate::mgmt::Timeouts,
 ) -> Result<Daemon, StartError> {
     gw_uring::probe()?;
     let stores = open_stores(config)?;
@@ -285,7 +286,7 @@ pub fn start(
         io_buf_count: 0,
         ..Default::default()
     })?;
-    let mgmt = Mgmt::new(ring, portals, entries, inbox)?;
+    let mgmt = Mgmt::new(ring, portals, entries, inbox, timeouts)?;
     Ok(Daemon {
         mgmt,
         portals: bound,

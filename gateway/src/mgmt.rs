@@ -170,6 +170,8 @@ enum Token {
     Recv(usize),
     Send(usize),
     Mailbox,
+    /// A connection's deadline: slot and the connection's serial (slots are reused).
+    Timer(usize, u32),
 }
 
 impl Token {
@@ -179,6 +181,10 @@ impl Token {
             Token::Recv(i) => (2, i),
             Token::Send(i) => (3, i),
             Token::Mailbox => (4, 0),
+            Token::Timer(i, serial) => {
+                assert!(i < 1 << 24, "login connection slots stay below 2^24");
+                return (5u64 << 56) | (u64::from(serial) << 24) | i as u64;
+            }
         };
         (kind << 56) | index as u64
     }
@@ -190,6 +196,7 @@ impl Token {
             2 => Token::Recv(index),
             3 => Token::Send(index),
             4 => Token::Mailbox,
+            5 => Token::Timer(index & ((1 << 24) - 1), (index >> 24) as u32),
             kind => panic!("management ring token of unknown kind {kind}"),
         }
     }
@@ -231,6 +238,11 @@ struct LoginConn {
     out: SendChain,
     sending: bool,
     recv: Option<OpId>,
+    /// Distinguishes this connection from earlier ones in the same slot.
+    serial: u32,
+    /// The armed deadline timer.
+    timer: Option<OpId>,
+    last_activity: std::time::Instant,
 }
 
 impl LoginConn {
@@ -252,6 +264,26 @@ pub struct Mgmt {
     dirty: Vec<usize>,
     next_discovery_tsih: u16,
     stopping: bool,
+    next_serial: u32,
+    timeouts: Timeouts,
+}
+
+/// How long connections may take on the management thread.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// From accept to the end of login.
+    pub login: std::time::Duration,
+    /// Silence after which a discovery session is closed.
+    pub discovery_idle: std::time::Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            login: std::time::Duration::from_secs(15),
+            discovery_idle: std::time::Duration::from_secs(60),
+        }
+    }
 }
 
 /// A [`TargetDirectory`] answering for one connection's peer.
@@ -291,6 +323,7 @@ impl Mgmt {
         portals: Vec<Portal>,
         targets: Vec<TargetEntry>,
         inbox: Mailbox<MgmtMsg>,
+        timeouts: Timeouts,
     ) -> Result<Mgmt, gw_uring::RingError> {
         let mut mgmt = Mgmt {
             ring,
@@ -301,6 +334,8 @@ impl Mgmt {
             dirty: Vec::new(),
             next_discovery_tsih: 0,
             stopping: false,
+            next_serial: 0,
+            timeouts,
         };
         for (i, p) in mgmt.portals.iter().enumerate() {
             mgmt.ring
@@ -367,6 +402,12 @@ impl Mgmt {
                 self.on_sent(c, result);
             }
             Completion::Signalled { .. } => self.drain_inbox(),
+            Completion::Timer { token } => {
+                let Token::Timer(c, serial) = Token::decode(token) else {
+                    panic!("timer completion with a foreign token");
+                };
+                self.on_deadline(c, serial);
+            }
             other => tracing::warn!("management ring: unexpected completion {other:?}"),
         }
     }
@@ -413,9 +454,14 @@ impl Mgmt {
             out: SendChain::new(),
             sending: false,
             recv: None,
+            serial: self.next_serial,
+            timer: None,
+            last_activity: std::time::Instant::now(),
         };
+        self.next_serial = self.next_serial.wrapping_add(1);
         let raw = conn.fd.as_raw_fd();
         let c = self.conns.insert(conn);
+        self.arm_deadline(c, self.timeouts.login);
         tracing::debug!(%peer, portal = %self.portals[portal].addr, "connection accepted");
         match self.ring.recv_multi(raw, Token::Recv(c).encode()) {
             Ok(op) => self.conns[c].recv = Some(op),
@@ -429,6 +475,7 @@ impl Mgmt {
     fn on_recv(&mut self, c: usize, result: Result<Option<RecvBuf>, Errno>) {
         match result {
             Ok(Some(buf)) => {
+                self.conns[c].last_activity = std::time::Instant::now();
                 self.conns[c].reader.push(self.ring.recv_data(&buf));
                 self.ring.recycle(buf);
                 self.process_input(c);
@@ -757,6 +804,9 @@ impl Mgmt {
             return;
         }
         let mut conn = self.conns.remove(c);
+        if let Some(timer) = conn.timer.take() {
+            let _ = self.ring.cancel(timer);
+        }
         let Phase::HandingOff { tid, tsih, outcome } = conn.phase else {
             unreachable!("checked by the caller");
         };
@@ -782,6 +832,42 @@ impl Mgmt {
         }
     }
 
+    fn arm_deadline(&mut self, c: usize, after: std::time::Duration) {
+        let serial = self.conns[c].serial;
+        match self.ring.timeout(after, Token::Timer(c, serial).encode()) {
+            Ok(op) => self.conns[c].timer = Some(op),
+            Err(e) => {
+                tracing::warn!("cannot arm a login deadline ({e}); closing the connection");
+                self.close(c);
+            }
+        }
+    }
+
+    /// A connection's deadline passed: a login that has not finished, a silent discovery
+    /// session, or a peer that does not read what it is sent.
+    fn on_deadline(&mut self, c: usize, serial: u32) {
+        let Some(conn) = self.conns.get_mut(c).filter(|conn| conn.serial == serial) else {
+            return;
+        };
+        conn.timer = None;
+        match &conn.phase {
+            Phase::Login(_) => {
+                tracing::warn!(peer = %conn.peer, "login did not finish in {:?}; closing", self.timeouts.login);
+                self.close(c);
+            }
+            Phase::Discovery(_) => {
+                let idle = conn.last_activity.elapsed();
+                if idle >= self.timeouts.discovery_idle {
+                    tracing::info!(peer = %conn.peer, "discovery session idle for {idle:?}; closing");
+                    self.close(c);
+                } else {
+                    self.arm_deadline(c, self.timeouts.discovery_idle - idle);
+                }
+            }
+            Phase::HandingOff { .. } | Phase::Closing => self.close(c),
+        }
+    }
+
     /// Closes a connection: shut the socket so the receive ends, free once nothing is armed.
     fn close(&mut self, c: usize) {
         let conn = &mut self.conns[c];
@@ -794,7 +880,10 @@ impl Mgmt {
         let conn = &self.conns[c];
         if conn.recv.is_none() && !conn.sending {
             if conn.out.is_empty() {
-                self.conns.remove(c);
+                let conn = self.conns.remove(c);
+                if let Some(timer) = conn.timer {
+                    let _ = self.ring.cancel(timer);
+                }
             } else {
                 self.dirty.push(c);
             }

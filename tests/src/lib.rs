@@ -123,6 +123,7 @@ pub struct Daemon {
     pub portals: Vec<SocketAddr>,
     /// Target names, in tid order.
     pub targets: Vec<String>,
+    args: Vec<String>,
     stderr_log: PathBuf,
 }
 
@@ -134,6 +135,16 @@ impl Daemon {
 
     /// As [`Daemon::start`], listening on `portals` (port 0: any free port).
     pub fn start_with(tag: &str, targets: &[TargetSpec], portals: &[&str]) -> Daemon {
+        Self::start_full(tag, targets, portals, &[])
+    }
+
+    /// As [`Daemon::start_with`], with extra gatewayd arguments.
+    pub fn start_full(
+        tag: &str,
+        targets: &[TargetSpec],
+        portals: &[&str],
+        args: &[&str],
+    ) -> Daemon {
         let dir = TempDir::new(tag);
         let mut conf = String::new();
         let mut names = Vec::new();
@@ -173,6 +184,7 @@ impl Daemon {
                     .collect()
             },
             targets: names,
+            args: args.iter().map(|a| a.to_string()).collect(),
             stderr_log,
         };
         d.spawn();
@@ -193,6 +205,7 @@ impl Daemon {
                     .iter()
                     .flat_map(|p| ["--portal".to_string(), p.to_string()]),
             )
+            .args(&self.args)
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

@@ -53,6 +53,14 @@ struct Args {
     #[arg(long, value_name = "LIST", value_parser = parse_cpu_list)]
     cpus: Option<Vec<usize>>,
 
+    /// Seconds a connection may take from accept to the end of its login before it is closed.
+    #[arg(long, value_name = "SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    login_timeout: u64,
+
+    /// Seconds of silence after which a discovery session is closed.
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    discovery_idle_timeout: u64,
+
     /// Validate the configuration and exit.
     #[arg(long)]
     check_config: bool,
@@ -134,7 +142,11 @@ fn main() -> anyhow::Result<()> {
     };
     let cpus = args.cpus.clone().unwrap_or_else(gw_uring::allowed_cpus);
 
-    let mut d = daemon::start(&config, &portals, &cpus)?;
+    let timeouts = gateway::mgmt::Timeouts {
+        login: std::time::Duration::from_secs(args.login_timeout),
+        discovery_idle: std::time::Duration::from_secs(args.discovery_idle_timeout),
+    };
+    let mut d = daemon::start(&config, &portals, &cpus, timeouts)?;
 
     let tx = d.mgmt_tx.clone();
     let mut signals = signal_hook::iterator::Signals::new([
