@@ -65,7 +65,8 @@ fn receive_rearms_after_enobufs_and_keeps_order() {
     let mut got = Vec::with_capacity(total);
     let mut out = Vec::new();
     let mut held = Vec::new();
-    while got.len() < total {
+    let mut eof = false;
+    while !eof {
         turn(&mut ring, &mut out);
         for c in out.drain(..) {
             match c {
@@ -73,9 +74,14 @@ fn receive_rearms_after_enobufs_and_keeps_order() {
                     result: Ok(Some(buf)),
                     ..
                 } => {
+                    assert!(!eof, "no data after the end of the stream");
                     got.extend_from_slice(ring.recv_data(&buf));
                     held.push(buf);
                 }
+                // The writer's end closes once everything is written.
+                Completion::Received {
+                    result: Ok(None), ..
+                } => eof = true,
                 other => panic!("unexpected {other:?}"),
             }
         }

@@ -170,7 +170,7 @@ impl TargetThread {
         if let Some(b) = buf {
             self.ring.free_buf(b);
         }
-        let mut task = self.tasks.remove(t);
+        let mut task = self.remove_task(t);
         if let Some(b) = task.buf.take() {
             self.ring.free_buf(b);
         }
@@ -253,7 +253,7 @@ impl TargetThread {
 
     /// Sends a task's status (and data-in), and frees it.
     pub(super) fn finish_task(&mut self, t: usize, response: Response, read: Option<IoBuf>) {
-        let mut task = self.tasks.remove(t);
+        let mut task = self.remove_task(t);
         if let Some(b) = task.buf.take() {
             self.ring.free_buf(b);
         }

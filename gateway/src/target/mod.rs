@@ -160,6 +160,8 @@ pub(crate) struct TargetThread {
     /// Connections with output queued since the last flush.
     pub dirty: Vec<usize>,
     pub next_nexus: u64,
+    /// Write data held by tasks (see `DATA_OUT_BYTES_MAX`).
+    pub data_out_bytes: usize,
     stopping: bool,
     pub stats: std::sync::Arc<TargetStats>,
 }
@@ -197,6 +199,7 @@ impl TargetThread {
             to_mgmt,
             dirty: Vec::new(),
             next_nexus: u64::from(setup.tid) << 32,
+            data_out_bytes: 0,
             stopping: false,
             stats: setup.stats,
         }
@@ -242,6 +245,10 @@ impl TargetThread {
                 self.dispatch(completion);
             }
         }
+        assert_eq!(
+            self.data_out_bytes, 0,
+            "write data budget leaked with no task left"
+        );
         tracing::info!(tid = self.tid, "target thread stopped");
     }
 

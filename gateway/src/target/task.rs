@@ -14,6 +14,9 @@ use crate::iscsi::reader::Pdu;
 
 /// Largest data transfer one command may ask for, in bytes; VPD 0xB0 advertises it.
 pub const COMMAND_BYTES_MAX: u32 = 16 << 20;
+/// Write data one target thread holds for commands in flight, in bytes; past it new writes
+/// get TASK SET FULL, so a flood of large writes cannot exhaust memory.
+pub const DATA_OUT_BYTES_MAX: usize = 1 << 30;
 
 /// SCSI status TASK SET FULL (SAM-5 §5.3.1).
 const STATUS_TASK_SET_FULL: u8 = 0x28;
@@ -89,6 +92,8 @@ pub(crate) struct Task {
     pub aborted: bool,
     /// Data-In PDUs and R2Ts sent (ExpDataSN of the response).
     pub datasn: u32,
+    /// Data-out buffer bytes this task counts against the target's budget.
+    pub held_bytes: usize,
 }
 
 impl TargetThread {
@@ -156,9 +161,21 @@ impl TargetThread {
             pending: Pending::DataOut,
             aborted: false,
             datasn: 0,
+            held_bytes: 0,
         };
         if cmd.write && cmd.expected_len > 0 {
-            if cmd.expected_len > COMMAND_BYTES_MAX {
+            let over_budget = self.data_out_bytes + cmd.expected_len as usize > DATA_OUT_BYTES_MAX;
+            if over_budget && cmd.expected_len <= COMMAND_BYTES_MAX {
+                // Too much write data is already held on this target: refuse for now, the
+                // initiator retries (SAM-5 §5.3.1 TASK SET FULL).
+                task.refusal = Some(gw_scsi::Response {
+                    status: gw_scsi::ScsiStatus::TaskSetFull,
+                    sense: None,
+                    data: Vec::new(),
+                });
+                task.want = unsolicited_end;
+                task.solicit_next = unsolicited_end;
+            } else if cmd.expected_len > COMMAND_BYTES_MAX {
                 // Swallow what the initiator sends unasked, solicit nothing, then refuse.
                 task.refusal = Some(gw_scsi::Response {
                     status: gw_scsi::ScsiStatus::CheckCondition,
@@ -173,6 +190,8 @@ impl TargetThread {
                 buf.as_mut_slice()[..p.data.len()].copy_from_slice(&p.data);
                 task.buf = Some(buf);
                 task.want = cmd.expected_len;
+                task.held_bytes = cmd.expected_len as usize;
+                self.data_out_bytes += task.held_bytes;
             }
             task.got = immediate_len;
         }
@@ -181,6 +200,7 @@ impl TargetThread {
             if let Some(buf) = task.buf.take() {
                 self.ring.free_buf(buf);
             }
+            self.data_out_bytes -= task.held_bytes;
             self.respond_status_only(c, cmd.itt, STATUS_TASK_SET_FULL, 0);
             return;
         }
@@ -416,10 +436,17 @@ impl TargetThread {
         let task = &mut self.tasks[t];
         task.aborted = true;
         if task.pending == Pending::DataOut {
-            let mut task = self.tasks.remove(t);
+            let mut task = self.remove_task(t);
             if let Some(buf) = task.buf.take() {
                 self.ring.free_buf(buf);
             }
         }
+    }
+
+    /// Takes a task out of the table, returning its data-out budget.
+    pub(super) fn remove_task(&mut self, t: usize) -> Task {
+        let task = self.tasks.remove(t);
+        self.data_out_bytes -= task.held_bytes;
+        task
     }
 }
