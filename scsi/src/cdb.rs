@@ -40,6 +40,7 @@ pub(crate) mod op {
     pub const MODE_SELECT_10: u8 = 0x55;
     pub const MODE_SENSE_10: u8 = 0x5a;
     pub const READ_16: u8 = 0x88;
+    pub const COMPARE_AND_WRITE: u8 = 0x89;
     pub const WRITE_16: u8 = 0x8a;
     pub const VERIFY_16: u8 = 0x8f;
     pub const SYNCHRONIZE_CACHE_16: u8 = 0x91;

@@ -122,6 +122,7 @@ pub(crate) fn vpd(
         0xb0 if disk => {
             let mut b = vec![0u8; 0x3c];
             // Offsets below are from the start of the page (SBC-3 Table 197) minus 4.
+            b[1] = crate::lu::COMPARE_AND_WRITE_BLOCKS_MAX;
             b[2..4].copy_from_slice(&1u16.to_be_bytes()); // optimal transfer length granularity
             b[4..8].copy_from_slice(&lu.max_xfer_blocks.to_be_bytes());
             b[8..12].copy_from_slice(&lu.optimal_xfer_blocks.to_be_bytes());

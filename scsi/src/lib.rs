@@ -104,6 +104,17 @@ pub enum Action {
     },
     /// Make everything written durable.
     Flush,
+    /// COMPARE AND WRITE (SBC-3 §5.2): read `len` bytes at `offset`; if they equal
+    /// `data_out[..len]`, write `data_out[len..2 * len]` there, atomically with respect to
+    /// every other command on the LU; otherwise report the first differing byte.
+    CompareAndWrite {
+        /// Byte offset.
+        offset: u64,
+        /// Bytes compared (and written).
+        len: u64,
+        /// Force unit access for the write.
+        fua: bool,
+    },
 }
 
 /// How a backing-store request ended.

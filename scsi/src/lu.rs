@@ -8,6 +8,9 @@ use crate::mode::ModeState;
 use crate::sense::{asc, key, Sense};
 use crate::{Action, NexusId};
 
+/// Most blocks one COMPARE AND WRITE may cover (VPD 0xB0 MAXIMUM COMPARE AND WRITE LENGTH).
+pub const COMPARE_AND_WRITE_BLOCKS_MAX: u8 = 255;
+
 /// Unit attentions queued per nexus per LU, at most; older ones are dropped.
 pub const UNIT_ATTENTIONS_MAX: usize = 8;
 
@@ -111,6 +114,13 @@ fn decode_transfer(cdb: &[u8]) -> Option<Transfer> {
             0,
         ),
         op::SYNCHRONIZE_CACHE_16 => t(u64_at(cdb, 2), u64::from(u32_at(cdb, 10)), false, 0, 0),
+        op::COMPARE_AND_WRITE => t(
+            u64_at(cdb, 2),
+            u64::from(cdb[13]),
+            flags & 0x08 != 0,
+            flags >> 5,
+            0,
+        ),
         _ => None,
     }
 }
@@ -165,7 +175,10 @@ impl Lu {
         let Some(t) = decode_transfer(cdb) else {
             return 0;
         };
-        if is_write(cdb[0]) || (is_verify(cdb[0]) && t.bytchk == 1) {
+        if cdb[0] == op::COMPARE_AND_WRITE {
+            // The verify data, then the write data.
+            2 * t.blocks * u64::from(self.cfg.block_size)
+        } else if is_write(cdb[0]) || (is_verify(cdb[0]) && t.bytchk == 1) {
             t.blocks.saturating_mul(u64::from(self.cfg.block_size))
         } else {
             0
@@ -190,6 +203,9 @@ impl Lu {
         if end.is_none_or(|e| e > self.cfg.blocks) || t.lba > self.cfg.blocks {
             return Err(Sense::new(key::ILLEGAL_REQUEST, asc::LBA_OUT_OF_RANGE));
         }
+        if opcode == op::COMPARE_AND_WRITE && t.blocks > u64::from(COMPARE_AND_WRITE_BLOCKS_MAX) {
+            return Err(Sense::invalid_cdb_field(13, None));
+        }
         let synchronize = matches!(opcode, op::SYNCHRONIZE_CACHE_10 | op::SYNCHRONIZE_CACHE_16);
         if !synchronize && t.blocks > u64::from(self.cfg.max_xfer_blocks) {
             return Err(Sense::invalid_cdb_field(
@@ -210,11 +226,20 @@ impl Lu {
         if synchronize {
             return Ok(Action::Flush);
         }
+        if opcode == op::COMPARE_AND_WRITE && data_out.len() as u64 != 2 * len {
+            // The data-out must hold exactly the verify and the write data (SBC-3 §5.2).
+            return Err(Sense::invalid_cdb_field(13, None));
+        }
         if len == 0 {
             return Ok(Action::Respond(crate::Response::good(Vec::new())));
         }
-        Ok(if is_write(opcode) {
-            let _ = data_out;
+        Ok(if opcode == op::COMPARE_AND_WRITE {
+            Action::CompareAndWrite {
+                offset,
+                len,
+                fua: t.fua || !self.mode.wce,
+            }
+        } else if is_write(opcode) {
             Action::Write {
                 offset,
                 len,

@@ -75,6 +75,13 @@ pub(crate) const DISK: &[Supported] = &[
         ],
     ),
     c(
+        op::COMPARE_AND_WRITE,
+        None,
+        &[
+            0x89, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0xff, 0, 0,
+        ],
+    ),
+    c(
         op::WRITE_16,
         None,
         &[

@@ -73,4 +73,7 @@ suites! {
     prevent_allow => "ALL.PreventAllow", true;
     start_stop_unit => "ALL.StartStopUnit", true;
     no_media => "ALL.NoMedia", true;
+    compare_and_write => "ALL.CompareAndWrite", false;
+    iscsi_residuals => "iSCSI.iSCSIResiduals", false;
+    iscsi_tmf => "iSCSI.iSCSITMF", false;
 }

@@ -46,6 +46,9 @@ impl TargetThread {
             Action::Compare { offset, len } => self.start_read(t, offset, len, true),
             Action::Write { offset, len, fua } => self.start_write(t, offset, len, fua),
             Action::Flush => self.start_flush(t),
+            Action::CompareAndWrite { offset, len, fua } => {
+                self.compare_and_write(t, offset, len, fua)
+            }
         }
     }
 
@@ -97,14 +100,19 @@ impl TargetThread {
     fn start_write(&mut self, t: usize, offset: u64, len: u64, fua: bool) {
         let task = &mut self.tasks[t];
         let lun = task.lun;
-        if len > u64::from(task.got) || task.buf.is_none() {
-            // The initiator sent less data than the CDB describes: refuse rather than write
-            // a partial command.
-            self.finish_task(t, Self::check_condition(0x05, 0x24, 0x00), None);
+        let block = u64::from(self.stores.get(&lun).map_or(512, |s| s.block_size));
+        // When the initiator expects to send less than the CDB describes, write the whole
+        // blocks it did send and report the rest as residual overflow (RFC 7143 §11.4.5.1;
+        // FCP-4: "process the command normally except that data beyond ... shall not be
+        // transferred").
+        let len = len.min(u64::from(task.got) / block * block);
+        if len == 0 || task.buf.is_none() {
+            self.finish_task(t, Response::good(Vec::new()), None);
             return;
         }
         let buf = task.buf.take().expect("checked above");
         task.pending = Pending::Write;
+        task.io_len = len;
         let store = self
             .stores
             .get(&lun)
@@ -144,6 +152,71 @@ impl TargetThread {
                 }
             }
         }
+    }
+
+    /// COMPARE AND WRITE, done synchronously on this thread: nothing else on the LU can run
+    /// between the compare and the write, which is the atomicity VMware's ATS relies on.
+    /// Its size is bounded (255 blocks), so the thread is held only briefly.
+    fn compare_and_write(&mut self, t: usize, offset: u64, len: u64, fua: bool) {
+        use std::os::unix::fs::FileExt;
+        let lun = self.tasks[t].lun;
+        let len = len as usize;
+        let mut current = self.ring.alloc_buf(len);
+        current.set_len(len);
+        let task = &self.tasks[t];
+        let data = task
+            .buf
+            .as_ref()
+            .expect("the emulation checked the data-out length");
+        let (verify, write) = data.as_slice()[..2 * len].split_at(len);
+        let store = self
+            .stores
+            .get(&lun)
+            .expect("the emulation only writes LUNs with stores");
+        let outcome = match &store.backing.kind {
+            StoreKind::Null => {
+                current.as_mut_slice().fill(0);
+                Ok(())
+            }
+            StoreKind::File { file, .. } => file.read_exact_at(current.as_mut_slice(), offset),
+        }
+        .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
+        .and_then(|()| {
+            match current
+                .as_slice()
+                .iter()
+                .zip(verify)
+                .position(|(a, b)| a != b)
+            {
+                Some(at) => Ok(Some(at)),
+                None => {
+                    // Copy into the aligned buffer: O_DIRECT stores need aligned memory.
+                    current.as_mut_slice().copy_from_slice(write);
+                    match &store.backing.kind {
+                        StoreKind::Null => Ok(None),
+                        StoreKind::File { file, .. } => file
+                            .write_all_at(current.as_slice(), offset)
+                            .and_then(|()| {
+                                if fua || !store.backing.write_cache {
+                                    file.sync_data()
+                                } else {
+                                    Ok(())
+                                }
+                            })
+                            .map(|()| None)
+                            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO)),
+                    }
+                }
+            }
+        });
+        self.ring.free_buf(current);
+        let outcome = match outcome {
+            Ok(None) => IoOutcome::Ok,
+            Ok(Some(at)) => IoOutcome::Miscompare { at: at as u64 },
+            Err(errno) => IoOutcome::Error(errno),
+        };
+        let response = self.scsi.complete(lun, outcome);
+        self.finish_task(t, response, None);
     }
 
     fn start_flush(&mut self, t: usize) {
@@ -225,13 +298,11 @@ impl TargetThread {
         if self.tasks[t].aborted {
             return self.drop_aborted(t, Some(buf));
         }
-        let len = buf.len();
         let lun = self.tasks[t].lun;
-        let outcome = Self::outcome(result, self.tasks[t].needed.min(len as u64) as usize);
+        let want = self.tasks[t].io_len;
+        let outcome = Self::outcome(result, want as usize);
         if outcome == IoOutcome::Ok {
-            self.stats
-                .written_bytes
-                .fetch_add(self.tasks[t].needed, Relaxed);
+            self.stats.written_bytes.fetch_add(want, Relaxed);
         }
         self.ring.free_buf(buf);
         let response = self.scsi.complete(lun, outcome);
@@ -277,7 +348,9 @@ impl TargetThread {
             (None, needed) => needed,
         };
         let edtl = u64::from(task.edtl);
-        let residual = if response.status != ScsiStatus::Good {
+        // Failed reads report no residual; writes always do, so an initiator learns that its
+        // expected length did not match the CDB.
+        let residual = if response.status != ScsiStatus::Good && task.needed == 0 {
             Residual::None
         } else if produced < edtl {
             Residual::Under((edtl - produced) as u32)

@@ -136,6 +136,7 @@ impl Token {
 #[derive(Debug)]
 pub(crate) struct Store {
     pub backing: Backing,
+    pub block_size: u32,
 }
 
 impl Store {
@@ -186,7 +187,15 @@ impl TargetThread {
         let stores = setup
             .stores
             .into_iter()
-            .map(|(lun, backing, _block_size)| (lun, Store { backing }))
+            .map(|(lun, backing, block_size)| {
+                (
+                    lun,
+                    Store {
+                        backing,
+                        block_size,
+                    },
+                )
+            })
             .collect();
         TargetThread {
             tid: setup.tid,

@@ -94,6 +94,8 @@ pub(crate) struct Task {
     pub datasn: u32,
     /// Data-out buffer bytes this task counts against the target's budget.
     pub held_bytes: usize,
+    /// Bytes of the backing-store write in flight.
+    pub io_len: u64,
 }
 
 impl TargetThread {
@@ -162,6 +164,7 @@ impl TargetThread {
             aborted: false,
             datasn: 0,
             held_bytes: 0,
+            io_len: 0,
         };
         if cmd.write && cmd.expected_len > 0 {
             let over_budget = self.data_out_bytes + cmd.expected_len as usize > DATA_OUT_BYTES_MAX;
