@@ -13,5 +13,6 @@ pub mod daemon;
 pub mod iscsi;
 pub mod mgmt;
 pub mod msg;
+pub mod notify;
 pub mod stats;
 pub mod target;

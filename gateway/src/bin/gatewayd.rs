@@ -184,7 +184,11 @@ fn main() -> anyhow::Result<()> {
     println!("gatewayd: ready");
     use std::io::Write;
     std::io::stdout().flush().ok();
+    if let Err(e) = gateway::notify::notify("READY=1") {
+        tracing::warn!("cannot tell systemd the daemon is ready: {e}");
+    }
     d.mgmt.run();
+    let _ = gateway::notify::notify("STOPPING=1");
     tracing::info!("stopped");
     Ok(())
 }
