@@ -13,6 +13,16 @@ use crate::error::{diagnose, Errno, RingError};
 use crate::iobuf::IoBuf;
 use crate::op::{Kind, Op, OpId, State, CANCEL_USER_DATA};
 
+/// Largest size class of reusable unregistered buffers (2^24 = 16 MiB).
+const SPARE_CLASS_MAX: usize = 24;
+/// Reusable unregistered buffers kept per size class.
+const SPARES_PER_CLASS_MAX: usize = 64;
+
+/// The power-of-two size class holding `len` bytes (at least a page).
+fn size_class(len: usize) -> usize {
+    len.max(4096).next_power_of_two().trailing_zeros() as usize
+}
+
 /// Most iovecs one sendmsg carries (Linux's IOV_MAX).
 pub const SEND_IOVECS_MAX: usize = 1024;
 
@@ -152,6 +162,8 @@ pub struct Ring {
     /// Starved receives cancelled before re-arming; reported at the next reap.
     cancelled_starved: Vec<usize>,
     pool: Vec<IoBuf>,
+    /// Unregistered buffers kept for reuse, by power-of-two size class.
+    spares: Vec<Vec<IoBuf>>,
     io_buf_bytes: usize,
     /// Registered buffers are owned here too, so their memory outlives the registration.
     features: Features,
@@ -278,6 +290,7 @@ impl Ring {
             starved: Vec::new(),
             cancelled_starved: Vec::new(),
             pool,
+            spares: (0..=SPARE_CLASS_MAX).map(|_| Vec::new()).collect(),
             io_buf_bytes: opts.io_buf_bytes,
             features,
             cqes: Vec::with_capacity(256),
@@ -592,14 +605,38 @@ impl Ring {
                 return b;
             }
         }
-        IoBuf::new_unregistered(len.max(1))
+        // Reuse an unregistered buffer of the right size class: fresh allocations cost page
+        // faults and zeroing on every command once the registered pool is in use. A reused
+        // buffer holds old bytes; callers only ever expose bytes they wrote or read into it.
+        let class = size_class(len);
+        if let Some(mut b) = self.spares.get_mut(class).and_then(Vec::pop) {
+            b.set_len(len);
+            return b;
+        }
+        let capacity = if class <= SPARE_CLASS_MAX {
+            1 << class
+        } else {
+            len
+        };
+        let mut b = IoBuf::new_unregistered(capacity.max(1));
+        b.set_len(len);
+        b
     }
 
     /// Returns a buffer from [`Self::alloc_buf`].
     pub fn free_buf(&mut self, mut buf: IoBuf) {
+        buf.set_len(buf.capacity());
         if buf.fixed.is_some() {
-            buf.set_len(buf.capacity());
             self.pool.push(buf);
+            return;
+        }
+        let class = size_class(buf.capacity());
+        if buf.capacity() == 1 << class {
+            if let Some(list) = self.spares.get_mut(class) {
+                if list.len() < SPARES_PER_CLASS_MAX {
+                    list.push(buf);
+                }
+            }
         }
     }
 
