@@ -19,6 +19,19 @@ mod target;
 pub use lu::LuConfig;
 pub use target::{Target, TargetConfig};
 
+/// The 8-byte LUN field for a LUN number (SAM-5 §4.7: peripheral addressing below 256, flat
+/// addressing up to 16383).
+pub fn lun_to_wire(lun: u64) -> [u8; 8] {
+    let mut raw = [0u8; 8];
+    if lun < 256 {
+        raw[1] = lun as u8;
+    } else {
+        raw[0] = 0x40 | ((lun >> 8) as u8 & 0x3f);
+        raw[1] = lun as u8;
+    }
+    raw
+}
+
 /// Identity of an I_T nexus (one per iSCSI session).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub struct NexusId(pub u64);

@@ -238,14 +238,7 @@ impl Target {
         v.extend_from_slice(&((luns.len() * 8) as u32).to_be_bytes());
         v.extend_from_slice(&[0; 4]);
         for l in luns {
-            let mut raw = [0u8; 8];
-            if l < 256 {
-                raw[1] = l as u8;
-            } else {
-                raw[0] = 0x40 | ((l >> 8) as u8 & 0x3f);
-                raw[1] = l as u8;
-            }
-            v.extend_from_slice(&raw);
+            v.extend_from_slice(&crate::lun_to_wire(l));
         }
         Ok(truncate(v, alloc))
     }

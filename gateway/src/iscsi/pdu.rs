@@ -796,14 +796,7 @@ pub fn lun_from_wire(raw: [u8; 8]) -> u64 {
 
 /// The 8-byte LUN field for a LUN number (peripheral below 256, flat above).
 pub fn lun_to_wire(lun: u64) -> [u8; 8] {
-    let mut raw = [0u8; 8];
-    if lun < 256 {
-        raw[1] = lun as u8;
-    } else {
-        raw[0] = 0x40 | ((lun >> 8) as u8 & 0x3f);
-        raw[1] = lun as u8;
-    }
-    raw
+    gw_scsi::lun_to_wire(lun)
 }
 
 #[cfg(test)]
