@@ -81,6 +81,11 @@ pub(crate) fn diagnose(what: &'static str, source: std::io::Error) -> RingError 
         .ok()
         .and_then(|s| s.trim().parse::<u8>().ok())
         .unwrap_or(0);
+    diagnose_with(what, source, disabled)
+}
+
+/// [`diagnose`] with the sysctl's value given.
+fn diagnose_with(what: &'static str, source: std::io::Error, disabled: u8) -> RingError {
     match source.raw_os_error() {
         Some(libc::EPERM) | Some(libc::EACCES) if disabled > 0 => RingError::DisabledBySysctl {
             value: disabled,
@@ -117,4 +122,32 @@ fn memlock_limit() -> String {
                 })
         })
         .unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(e: i32) -> std::io::Error {
+        std::io::Error::from_raw_os_error(e)
+    }
+
+    #[test]
+    fn causes_are_named() {
+        let e = diagnose_with("creating a ring", os(libc::EPERM), 2);
+        assert!(e.to_string().contains("kernel.io_uring_disabled=2"), "{e}");
+        let e = diagnose_with("creating a ring", os(libc::EPERM), 1);
+        assert!(e.to_string().contains("io_uring_group"), "{e}");
+        let e = diagnose_with("creating a ring", os(libc::EPERM), 0);
+        assert!(e.to_string().contains("seccomp"), "{e}");
+        let e = diagnose_with("creating a ring", os(libc::ENOSYS), 0);
+        assert!(e.to_string().contains("seccomp"), "{e}");
+        let e = diagnose_with("registering I/O buffers", os(libc::ENOMEM), 0);
+        assert!(
+            e.to_string().contains("RLIMIT_MEMLOCK") && e.to_string().contains("ulimit -l"),
+            "{e}"
+        );
+        let e = diagnose_with("creating a ring", os(libc::EINVAL), 0);
+        assert!(e.to_string().contains("creating a ring"), "{e}");
+    }
 }
