@@ -85,27 +85,35 @@ fn decode_transfer(cdb: &[u8]) -> Option<Transfer> {
             let blocks = if cdb[4] == 0 { 256 } else { u64::from(cdb[4]) };
             t(lba, blocks, false, 0, 0)
         }
-        op::READ_10 | op::WRITE_10 | op::VERIFY_10 => t(
+        op::READ_10 | op::WRITE_10 | op::VERIFY_10 | op::WRITE_VERIFY_10 => t(
             u64::from(u32_at(cdb, 2)),
             u64::from(u16_at(cdb, 7)),
             flags & 0x08 != 0,
             flags >> 5,
             (flags >> 1) & 3,
         ),
-        op::READ_12 | op::WRITE_12 | op::VERIFY_12 => t(
+        op::READ_12 | op::WRITE_12 | op::VERIFY_12 | op::WRITE_VERIFY_12 => t(
             u64::from(u32_at(cdb, 2)),
             u64::from(u32_at(cdb, 6)),
             flags & 0x08 != 0,
             flags >> 5,
             (flags >> 1) & 3,
         ),
-        op::READ_16 | op::WRITE_16 | op::VERIFY_16 => t(
+        op::READ_16 | op::WRITE_16 | op::VERIFY_16 | op::WRITE_VERIFY_16 => t(
             u64_at(cdb, 2),
             u64::from(u32_at(cdb, 10)),
             flags & 0x08 != 0,
             flags >> 5,
             (flags >> 1) & 3,
         ),
+        op::PRE_FETCH_10 => t(
+            u64::from(u32_at(cdb, 2)),
+            u64::from(u16_at(cdb, 7)),
+            false,
+            0,
+            0,
+        ),
+        op::PRE_FETCH_16 => t(u64_at(cdb, 2), u64::from(u32_at(cdb, 10)), false, 0, 0),
         op::SYNCHRONIZE_CACHE_10 => t(
             u64::from(u32_at(cdb, 2)),
             u64::from(u16_at(cdb, 7)),
@@ -128,7 +136,22 @@ fn decode_transfer(cdb: &[u8]) -> Option<Transfer> {
 fn is_write(opcode: u8) -> bool {
     matches!(
         opcode,
-        op::WRITE_6 | op::WRITE_10 | op::WRITE_12 | op::WRITE_16
+        op::WRITE_6
+            | op::WRITE_10
+            | op::WRITE_12
+            | op::WRITE_16
+            | op::COMPARE_AND_WRITE
+            | op::WRITE_VERIFY_10
+            | op::WRITE_VERIFY_12
+            | op::WRITE_VERIFY_16
+    )
+}
+
+/// WRITE AND VERIFY (SBC-3 §5.40): the written data must be on the medium before status.
+fn is_write_verify(opcode: u8) -> bool {
+    matches!(
+        opcode,
+        op::WRITE_VERIFY_10 | op::WRITE_VERIFY_12 | op::WRITE_VERIFY_16
     )
 }
 
@@ -206,7 +229,13 @@ impl Lu {
         if opcode == op::COMPARE_AND_WRITE && t.blocks > u64::from(COMPARE_AND_WRITE_BLOCKS_MAX) {
             return Err(Sense::invalid_cdb_field(13, None));
         }
-        let synchronize = matches!(opcode, op::SYNCHRONIZE_CACHE_10 | op::SYNCHRONIZE_CACHE_16);
+        let synchronize = matches!(
+            opcode,
+            op::SYNCHRONIZE_CACHE_10
+                | op::SYNCHRONIZE_CACHE_16
+                | op::PRE_FETCH_10
+                | op::PRE_FETCH_16
+        );
         if !synchronize && t.blocks > u64::from(self.cfg.max_xfer_blocks) {
             return Err(Sense::invalid_cdb_field(
                 if opcode == op::READ_6 || opcode == op::WRITE_6 {
@@ -223,6 +252,11 @@ impl Lu {
         let bs = u64::from(self.cfg.block_size);
         let offset = t.lba * bs;
         let len = t.blocks * bs;
+        if matches!(opcode, op::PRE_FETCH_10 | op::PRE_FETCH_16) {
+            // Recently read data is in the page cache already; reading ahead on the target
+            // thread gains nothing, and GOOD is a valid answer (SBC-3 §5.8).
+            return Ok(Action::Respond(crate::Response::good(Vec::new())));
+        }
         if synchronize {
             return Ok(Action::Flush);
         }
@@ -243,7 +277,7 @@ impl Lu {
             Action::Write {
                 offset,
                 len,
-                fua: t.fua || !self.mode.wce,
+                fua: t.fua || !self.mode.wce || is_write_verify(opcode),
             }
         } else if is_verify(opcode) {
             if t.bytchk == 1 {

@@ -74,6 +74,12 @@ suites! {
     start_stop_unit => "ALL.StartStopUnit", true;
     no_media => "ALL.NoMedia", true;
     compare_and_write => "ALL.CompareAndWrite", false;
+    write_verify10 => "ALL.WriteVerify10", false;
+    write_verify12 => "ALL.WriteVerify12", false;
+    write_verify16 => "ALL.WriteVerify16", false;
+    prefetch10 => "ALL.Prefetch10", false;
+    prefetch16 => "ALL.Prefetch16", false;
+    verify12 => "ALL.Verify12", false;
     iscsi_residuals => "iSCSI.iSCSIResiduals", false;
     iscsi_tmf => "iSCSI.iSCSITMF", false;
 }
