@@ -4,12 +4,22 @@ use gw_tests::{iscsi_test_cu, Daemon, LunSpec, TargetSpec};
 
 const MIB: u64 = 1 << 20;
 
-fn suite(name: &str, removable: bool) {
-    let mut lun = LunSpec::new(64 * MIB);
-    if removable {
-        // PreventAllow, StartStopUnit and NoMedia exercise a removable medium.
-        lun = lun.with("removable 1");
-    }
+/// What the suite's LU must be.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lu {
+    Plain,
+    /// PreventAllow, StartStopUnit and NoMedia exercise a removable medium.
+    Removable,
+    /// ReadOnly checks every write-type command is refused.
+    ReadOnly,
+}
+
+fn suite(name: &str, kind: Lu) {
+    let lun = match kind {
+        Lu::Plain => LunSpec::new(64 * MIB),
+        Lu::Removable => LunSpec::new(64 * MIB).with("removable 1"),
+        Lu::ReadOnly => LunSpec::new(64 * MIB).with("readonly 1"),
+    };
     let tag = name.replace('.', "-").to_lowercase();
     let d = Daemon::start(&tag, &[TargetSpec::new(vec![lun])]);
     let r = iscsi_test_cu(
@@ -41,45 +51,46 @@ fn suite(name: &str, removable: bool) {
 }
 
 macro_rules! suites {
-    ($($test:ident => $name:literal, $removable:literal;)*) => {
+    ($($test:ident => $name:literal, $kind:ident;)*) => {
         $(
             #[test]
             fn $test() {
-                suite($name, $removable);
+                suite($name, Lu::$kind);
             }
         )*
     };
 }
 
 suites! {
-    inquiry => "ALL.Inquiry", false;
-    read_capacity10 => "ALL.ReadCapacity10", false;
-    read_capacity16 => "ALL.ReadCapacity16", false;
-    read6 => "ALL.Read6", false;
-    read10 => "ALL.Read10", false;
-    read12 => "ALL.Read12", false;
-    read16 => "ALL.Read16", false;
-    write10 => "ALL.Write10", false;
-    write12 => "ALL.Write12", false;
-    write16 => "ALL.Write16", false;
-    verify10 => "ALL.Verify10", false;
-    verify16 => "ALL.Verify16", false;
-    test_unit_ready => "ALL.TestUnitReady", false;
-    report_supported_opcodes => "ALL.ReportSupportedOpcodes", false;
-    mode_sense6 => "ALL.ModeSense6", false;
-    mandatory => "ALL.Mandatory", false;
-    iscsi_cmdsn => "iSCSI.iSCSIcmdsn", false;
-    iscsi_datasn => "iSCSI.iSCSIdatasn", false;
-    prevent_allow => "ALL.PreventAllow", true;
-    start_stop_unit => "ALL.StartStopUnit", true;
-    no_media => "ALL.NoMedia", true;
-    compare_and_write => "ALL.CompareAndWrite", false;
-    write_verify10 => "ALL.WriteVerify10", false;
-    write_verify12 => "ALL.WriteVerify12", false;
-    write_verify16 => "ALL.WriteVerify16", false;
-    prefetch10 => "ALL.Prefetch10", false;
-    prefetch16 => "ALL.Prefetch16", false;
-    verify12 => "ALL.Verify12", false;
-    iscsi_residuals => "iSCSI.iSCSIResiduals", false;
-    iscsi_tmf => "iSCSI.iSCSITMF", false;
+    inquiry => "ALL.Inquiry", Plain;
+    read_capacity10 => "ALL.ReadCapacity10", Plain;
+    read_capacity16 => "ALL.ReadCapacity16", Plain;
+    read6 => "ALL.Read6", Plain;
+    read10 => "ALL.Read10", Plain;
+    read12 => "ALL.Read12", Plain;
+    read16 => "ALL.Read16", Plain;
+    write10 => "ALL.Write10", Plain;
+    write12 => "ALL.Write12", Plain;
+    write16 => "ALL.Write16", Plain;
+    verify10 => "ALL.Verify10", Plain;
+    verify16 => "ALL.Verify16", Plain;
+    test_unit_ready => "ALL.TestUnitReady", Plain;
+    report_supported_opcodes => "ALL.ReportSupportedOpcodes", Plain;
+    mode_sense6 => "ALL.ModeSense6", Plain;
+    mandatory => "ALL.Mandatory", Plain;
+    iscsi_cmdsn => "iSCSI.iSCSIcmdsn", Plain;
+    iscsi_datasn => "iSCSI.iSCSIdatasn", Plain;
+    prevent_allow => "ALL.PreventAllow", Removable;
+    start_stop_unit => "ALL.StartStopUnit", Removable;
+    no_media => "ALL.NoMedia", Removable;
+    compare_and_write => "ALL.CompareAndWrite", Plain;
+    write_verify10 => "ALL.WriteVerify10", Plain;
+    write_verify12 => "ALL.WriteVerify12", Plain;
+    write_verify16 => "ALL.WriteVerify16", Plain;
+    prefetch10 => "ALL.Prefetch10", Plain;
+    prefetch16 => "ALL.Prefetch16", Plain;
+    verify12 => "ALL.Verify12", Plain;
+    read_only => "ALL.ReadOnly", ReadOnly;
+    iscsi_residuals => "iSCSI.iSCSIResiduals", Plain;
+    iscsi_tmf => "iSCSI.iSCSITMF", Plain;
 }
