@@ -81,6 +81,8 @@ pub struct Backing {
     pub write_cache: bool,
     /// Path, for messages.
     pub path: PathBuf,
+    /// Opened for writing (a read-only LUN's file is opened read-only).
+    pub writable: bool,
 }
 
 impl Backing {
@@ -94,6 +96,7 @@ impl Backing {
                 size_bytes: size - size % u64::from(s.block_size),
                 write_cache: s.write_cache.unwrap_or(false),
                 path: lun.path.clone(),
+                writable: true,
             });
         }
         let direct = s.bs_type == BsType::Direct;
@@ -135,6 +138,7 @@ impl Backing {
             // operator turned the cache off, in which case every write is made durable.
             write_cache: s.write_cache.unwrap_or(true),
             path: lun.path.clone(),
+            writable: !s.readonly,
         })
     }
 }

@@ -5,10 +5,11 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::admin::service::AdminSocket;
 use crate::backing::Backing;
-use crate::config::{Config, TargetConf};
+use crate::config::{Config, LunConf, TargetConf};
 use crate::iscsi::params::TargetLimits;
-use crate::mgmt::{AddressRule, Mgmt, Portal, TargetEntry};
+use crate::mgmt::{LunRecord, Mgmt, MgmtSetup, Portal, TargetEntry};
 use crate::msg::MgmtMsg;
 use crate::stats::TargetStats;
 use crate::target::{self, TargetSetup};
@@ -90,48 +91,58 @@ fn stable_hash(text: &str) -> u64 {
     h
 }
 
-/// The SCSI personality of one target.
-pub fn scsi_target(t: &TargetConf, stores: &[(u64, Backing, u32)]) -> gw_scsi::Target {
-    let mut scsi = gw_scsi::Target::new(gw_scsi::TargetConfig {
-        tid: t.tid,
-        target_name: t.name.clone(),
-        relative_port_id: 1,
-        port_group_id: 1,
-    });
-    for (conf, (lun, backing, block_size)) in t.luns.iter().zip(stores) {
-        let s = &conf.settings;
-        let id = stable_hash(&format!("{}/{}", t.name, lun));
-        let serial = s
+/// The SCSI configuration of one LUN of target `target_name`, served by `backing`.
+pub fn lu_config(target_name: &str, conf: &LunConf, backing: &Backing) -> gw_scsi::LuConfig {
+    let s = &conf.settings;
+    let lun = conf.lun;
+    let block_size = s.block_size;
+    let id = stable_hash(&format!("{target_name}/{lun}"));
+    gw_scsi::LuConfig {
+        lun,
+        block_size,
+        blocks: backing.size_bytes / u64::from(block_size),
+        vendor_id: s.vendor_id.clone().unwrap_or_else(|| "GATEWAY".into()),
+        product_id: s
+            .product_id
+            .clone()
+            .unwrap_or_else(|| "GATEWAY DISK".into()),
+        product_rev: s.product_rev.clone().unwrap_or_else(|| {
+            env!("CARGO_PKG_VERSION")
+                .replace('.', "")
+                .chars()
+                .take(4)
+                .collect()
+        }),
+        serial: s
             .scsi_sn
             .clone()
-            .unwrap_or_else(|| format!("gw{:08x}{:04x}", id >> 32, lun));
-        let blocks = backing.size_bytes / u64::from(*block_size);
-        scsi.add_lu(gw_scsi::LuConfig {
-            lun: *lun,
-            block_size: *block_size,
-            blocks,
-            vendor_id: s.vendor_id.clone().unwrap_or_else(|| "GATEWAY".into()),
-            product_id: s
-                .product_id
-                .clone()
-                .unwrap_or_else(|| "GATEWAY DISK".into()),
-            product_rev: s.product_rev.clone().unwrap_or_else(|| {
-                env!("CARGO_PKG_VERSION")
-                    .replace('.', "")
-                    .chars()
-                    .take(4)
-                    .collect()
-            }),
-            serial,
-            naa_id: id,
-            readonly: s.readonly,
-            removable: s.removable,
-            write_cache: backing.write_cache,
-            thin: false,
-            optimal_xfer_blocks: (256 << 10) / *block_size,
-            max_xfer_blocks: target::COMMAND_BYTES_MAX / *block_size,
-        })
-        .expect("LUN numbers are unique per target (checked by the configuration)");
+            .unwrap_or_else(|| format!("gw{:08x}{:04x}", id >> 32, lun)),
+        naa_id: id,
+        readonly: s.readonly,
+        removable: s.removable,
+        write_cache: backing.write_cache,
+        thin: false,
+        optimal_xfer_blocks: (256 << 10) / block_size,
+        max_xfer_blocks: target::COMMAND_BYTES_MAX / block_size,
+    }
+}
+
+/// An empty SCSI personality (the LUN 0 controller only) for target `tid`.
+pub fn empty_scsi_target(tid: u32, name: &str) -> gw_scsi::Target {
+    gw_scsi::Target::new(gw_scsi::TargetConfig {
+        tid,
+        target_name: name.to_string(),
+        relative_port_id: 1,
+        port_group_id: 1,
+    })
+}
+
+/// The SCSI personality of one target.
+pub fn scsi_target(t: &TargetConf, stores: &[(u64, Backing, u32)]) -> gw_scsi::Target {
+    let mut scsi = empty_scsi_target(t.tid, &t.name);
+    for (conf, (_, backing, _)) in t.luns.iter().zip(stores) {
+        scsi.add_lu(lu_config(&t.name, conf, backing))
+            .expect("LUN numbers are unique per target (checked by the configuration)");
     }
     scsi
 }
@@ -179,6 +190,7 @@ pub fn bind_portal(addr: SocketAddr) -> Result<Portal, StartError> {
     Ok(Portal {
         listener,
         addr: bound,
+        accept: None,
     })
 }
 
@@ -241,6 +253,7 @@ pub fn start(
     portal_addrs: &[SocketAddr],
     cpus: &[usize],
     timeouts: crate::mgmt::Timeouts,
+    admin: Option<AdminSocket>,
 ) -> Result<Daemon, StartError> {
     gw_uring::probe()?;
     let stores = open_stores(config)?;
@@ -252,28 +265,50 @@ pub fn start(
         let cpu = t
             .cpu
             .or_else(|| (!cpus.is_empty()).then(|| cpus[i % cpus.len()]));
+        let lu_configs: Vec<gw_scsi::LuConfig> = t
+            .luns
+            .iter()
+            .filter_map(|l| scsi.lu_status(l.lun).map(|s| s.cfg))
+            .collect();
+        let records: Vec<(u64, u64, bool)> = stores
+            .iter()
+            .map(|(lun, b, _)| (*lun, b.size_bytes, b.writable))
+            .collect();
+        let stats = Arc::new(TargetStats::default());
         let handle = target::spawn(
             TargetSetup {
                 tid: t.tid,
                 scsi,
                 stores,
                 cpu,
-                stats: Arc::new(TargetStats::default()),
+                stats: stats.clone(),
             },
             gw_uring::RingOptions::default(),
             mgmt_tx.clone(),
         )?;
-        entries.push(TargetEntry::new(
-            t.tid,
-            t.name.clone(),
-            t.initiator_addresses
-                .iter()
-                .filter_map(|a| AddressRule::parse(a))
-                .collect(),
-            t.initiator_names.clone(),
-            limits,
-            handle,
-        ));
+        let mut entry = TargetEntry::new(t.tid, t.name.clone(), limits, handle, stats);
+        // As tgt-admin does: no initiator-address means every address may log in.
+        entry.addresses = if t.initiator_addresses.is_empty() {
+            vec!["ALL".to_string()]
+        } else {
+            t.initiator_addresses.clone()
+        };
+        entry.initiator_names = t.initiator_names.clone();
+        for ((conf, lu), (lun, size_bytes, opened_rw)) in t.luns.iter().zip(lu_configs).zip(records)
+        {
+            entry.luns.insert(
+                lun,
+                LunRecord {
+                    conf: conf.clone(),
+                    lu,
+                    size_bytes,
+                    opened_rw,
+                    online: true,
+                    backing: None,
+                },
+            );
+        }
+        entries.push(entry);
     }
     let mut portals = Vec::with_capacity(portal_addrs.len());
     for &addr in portal_addrs {
@@ -286,7 +321,13 @@ pub fn start(
         io_buf_count: 0,
         ..Default::default()
     })?;
-    let mgmt = Mgmt::new(ring, portals, entries, inbox, timeouts)?;
+    let setup = MgmtSetup {
+        timeouts,
+        admin,
+        to_self: mgmt_tx.clone(),
+        cpus: cpus.to_vec(),
+    };
+    let mgmt = Mgmt::new(ring, portals, entries, inbox, setup)?;
     Ok(Daemon {
         mgmt,
         portals: bound,

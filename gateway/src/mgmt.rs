@@ -6,13 +6,15 @@
 //! and leftover bytes together, to its target's thread once the final Login Response has
 //! left and the receive armed on it has ended.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use gw_uring::{Completion, Errno, Mailbox, OpId, RecvBuf, Ring, SendChain};
 use slab::Slab;
 
+use crate::admin::service::{AdminConn, AdminSocket, PendingAdmin};
+use crate::config::LunConf;
 use crate::iscsi::discovery::{DiscoveredTarget, TextExchange};
 use crate::iscsi::login::{
     Login, LoginOutcome, LoginRefusal, LoginStep, ResolvedTarget, TargetDirectory,
@@ -24,6 +26,7 @@ use crate::iscsi::pdu::{
 use crate::iscsi::reader::{Digests, Pdu, PduReader};
 use crate::iscsi::writer;
 use crate::msg::{Handoff, MgmtMsg, TargetMsg};
+use crate::stats::TargetStats;
 use crate::target::{TargetHandle, SESSIONS_PER_TARGET_MAX};
 
 /// Connections in login or discovery at once; more are closed at accept.
@@ -40,6 +43,8 @@ pub struct Portal {
     pub listener: TcpListener,
     /// Its bound address (the real port when 0 was asked for).
     pub addr: SocketAddr,
+    /// The multishot accept armed on it.
+    pub accept: Option<OpId>,
 }
 
 /// An initiator-address ACL entry.
@@ -101,6 +106,37 @@ impl AddressRule {
     }
 }
 
+/// A LUN as the management thread records it (its configuration; the live state is on the
+/// target thread).
+#[derive(Debug)]
+pub struct LunRecord {
+    /// How it was configured.
+    pub conf: LunConf,
+    /// Its SCSI configuration as last sent to the target thread.
+    pub lu: gw_scsi::LuConfig,
+    /// Store size in bytes.
+    pub size_bytes: u64,
+    /// The store is open for writing.
+    pub opened_rw: bool,
+    /// Online (medium present).
+    pub online: bool,
+    /// A store on its way to the target thread.
+    pub backing: Option<crate::backing::Backing>,
+}
+
+/// A logged-in session as the management thread records it.
+#[derive(Debug)]
+pub struct SessionRecord {
+    /// TSIH.
+    pub tsih: u16,
+    /// Its connection's CID.
+    pub cid: u16,
+    /// The initiator's address.
+    pub peer: SocketAddr,
+    /// What was negotiated.
+    pub params: SessionParams,
+}
+
 /// What the management thread knows of a target.
 #[derive(Debug)]
 pub struct TargetEntry {
@@ -108,44 +144,66 @@ pub struct TargetEntry {
     pub tid: u32,
     /// IQN.
     pub name: String,
-    /// Allowed initiator addresses; empty: any.
-    pub addresses: Vec<AddressRule>,
-    /// Allowed initiator names; empty: any.
+    /// initiator-address rules (`ALL`, an address, or ADDRESS/PREFIX), as given; a login
+    /// must match one. A target with none refuses everyone, as tgt does.
+    pub addresses: Vec<String>,
+    /// Allowed initiator names; empty: any name (from an allowed address).
     pub initiator_names: Vec<String>,
     /// What its logins negotiate from.
     pub limits: TargetLimits,
     /// Its thread.
     pub handle: TargetHandle,
-    /// Live sessions: (initiator name, ISID) -> TSIH.
-    pub sessions: HashMap<(String, [u8; 6]), u16>,
+    /// Live sessions by (initiator name, ISID).
+    pub sessions: HashMap<(String, [u8; 6]), SessionRecord>,
+    /// Its disk LUNs.
+    pub luns: BTreeMap<u64, LunRecord>,
+    /// Incoming CHAP account names.
+    pub accounts_in: Vec<String>,
+    /// Outgoing CHAP account name.
+    pub account_out: Option<String>,
+    /// Taken offline: new logins are refused.
+    pub offline: bool,
+    /// Its counters.
+    pub stats: std::sync::Arc<TargetStats>,
     next_tsih: u16,
 }
 
 impl TargetEntry {
-    /// A target entry for a running thread.
+    /// A target entry for a running thread, with no ACL (nobody may log in yet), no LUN
+    /// records and no accounts.
     pub fn new(
         tid: u32,
         name: String,
-        addresses: Vec<AddressRule>,
-        initiator_names: Vec<String>,
         limits: TargetLimits,
         handle: TargetHandle,
+        stats: std::sync::Arc<TargetStats>,
     ) -> TargetEntry {
         TargetEntry {
             tid,
             name,
-            addresses,
-            initiator_names,
+            addresses: Vec::new(),
+            initiator_names: Vec::new(),
             limits,
             handle,
             sessions: HashMap::new(),
+            luns: BTreeMap::new(),
+            accounts_in: Vec::new(),
+            account_out: None,
+            offline: false,
+            stats,
             next_tsih: 0,
         }
     }
 
-    /// Whether this initiator, from this address, may log in (and see the target).
+    /// Whether this initiator, from this address, may log in (and see the target): its
+    /// address must match an initiator-address rule, and its name an initiator-name rule
+    /// when there are any. (tgt lets either match; requiring both makes a name rule mean
+    /// something even with `initiator-address ALL`, which tgt-admin adds by default.)
     pub fn allows(&self, initiator: &str, peer: IpAddr) -> bool {
-        (self.addresses.is_empty() || self.addresses.iter().any(|r| r.matches(peer)))
+        self.addresses
+            .iter()
+            .filter_map(|a| AddressRule::parse(a))
+            .any(|r| r.matches(peer))
             && (self.initiator_names.is_empty()
                 || self
                     .initiator_names
@@ -156,7 +214,7 @@ impl TargetEntry {
     fn allocate_tsih(&mut self) -> Option<u16> {
         for _ in 0..=u16::MAX as usize {
             self.next_tsih = self.next_tsih.wrapping_add(1);
-            if self.next_tsih != 0 && !self.sessions.values().any(|&t| t == self.next_tsih) {
+            if self.next_tsih != 0 && !self.sessions.values().any(|s| s.tsih == self.next_tsih) {
                 return Some(self.next_tsih);
             }
         }
@@ -165,8 +223,11 @@ impl TargetEntry {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Token {
+pub(crate) enum Token {
     Accept(usize),
+    AdminAccept,
+    AdminRecv(usize),
+    AdminSend(usize),
     Recv(usize),
     Send(usize),
     Mailbox,
@@ -175,9 +236,12 @@ enum Token {
 }
 
 impl Token {
-    fn encode(self) -> u64 {
+    pub(crate) fn encode(self) -> u64 {
         let (kind, index) = match self {
             Token::Accept(i) => (1u64, i),
+            Token::AdminAccept => (6, 0),
+            Token::AdminRecv(i) => (7, i),
+            Token::AdminSend(i) => (8, i),
             Token::Recv(i) => (2, i),
             Token::Send(i) => (3, i),
             Token::Mailbox => (4, 0),
@@ -197,6 +261,9 @@ impl Token {
             3 => Token::Send(index),
             4 => Token::Mailbox,
             5 => Token::Timer(index & ((1 << 24) - 1), (index >> 24) as u32),
+            6 => Token::AdminAccept,
+            7 => Token::AdminRecv(index),
+            8 => Token::AdminSend(index),
             kind => panic!("management ring token of unknown kind {kind}"),
         }
     }
@@ -256,16 +323,49 @@ impl LoginConn {
 /// The management thread's state.
 #[derive(Debug)]
 pub struct Mgmt {
-    ring: Ring,
-    portals: Vec<Portal>,
-    targets: Vec<TargetEntry>,
+    pub(crate) ring: Ring,
+    pub(crate) portals: Vec<Option<Portal>>,
+    pub(crate) targets: Vec<TargetEntry>,
     conns: Slab<LoginConn>,
     inbox: Mailbox<MgmtMsg>,
     dirty: Vec<usize>,
     next_discovery_tsih: u16,
-    stopping: bool,
+    pub(crate) stopping: bool,
     next_serial: u32,
     timeouts: Timeouts,
+    /// The tgtadm socket, when enabled.
+    pub(crate) admin: Option<AdminSocket>,
+    pub(crate) admin_conns: Slab<AdminConn>,
+    /// Admin requests waiting for target threads, by sequence number.
+    pub(crate) pending: HashMap<u64, PendingAdmin>,
+    pub(crate) next_seq: u64,
+    /// CHAP accounts (user, secret), newest first as tgt lists them.
+    pub(crate) accounts: Vec<(String, String)>,
+    /// Accounts bound to discovery sessions: incoming names, outgoing name.
+    pub(crate) discovery_accounts: (Vec<String>, Option<String>),
+    /// `system update State=offline`: new connections are refused.
+    pub(crate) system_offline: bool,
+    /// The iscsi driver is started (`lld stop` with no target stops it).
+    pub(crate) lld_ready: bool,
+    /// For target threads started at run time.
+    pub(crate) to_self: gw_uring::MailboxSender<MgmtMsg>,
+    /// CPUs new target threads are pinned to, round-robin by tid.
+    pub(crate) cpus: Vec<usize>,
+    /// Deleted targets whose threads are draining: (tid, handle, admin request to answer).
+    pub(crate) stopping_targets: Vec<(u32, TargetHandle, Option<u64>)>,
+}
+
+/// What the management thread is started with besides its ring, portals and targets.
+#[derive(Debug)]
+pub struct MgmtSetup {
+    /// Login and discovery time limits.
+    pub timeouts: Timeouts,
+    /// The admin socket, if any.
+    pub admin: Option<AdminSocket>,
+    /// A sender into the management mailbox, for target threads started later.
+    pub to_self: gw_uring::MailboxSender<MgmtMsg>,
+    /// CPUs for target threads started later.
+    pub cpus: Vec<usize>,
 }
 
 /// How long connections may take on the management thread.
@@ -303,6 +403,10 @@ impl TargetDirectory for Directory<'_> {
             .iter()
             .find(|t| t.name.eq_ignore_ascii_case(target_name))
             .ok_or(LoginRefusal::NotFound)?;
+        if entry.offline {
+            tracing::info!(target = %entry.name, initiator = initiator_name, "login refused: the target is offline");
+            return Err(LoginRefusal::NotFound);
+        }
         if !entry.allows(initiator_name, self.peer) {
             tracing::warn!(target = %entry.name, initiator = initiator_name, peer = %self.peer, "login refused by ACL");
             return Err(LoginRefusal::NotAuthorized);
@@ -323,11 +427,11 @@ impl Mgmt {
         portals: Vec<Portal>,
         targets: Vec<TargetEntry>,
         inbox: Mailbox<MgmtMsg>,
-        timeouts: Timeouts,
+        setup: MgmtSetup,
     ) -> Result<Mgmt, gw_uring::RingError> {
         let mut mgmt = Mgmt {
             ring,
-            portals,
+            portals: portals.into_iter().map(Some).collect(),
             targets,
             conns: Slab::new(),
             inbox,
@@ -335,12 +439,27 @@ impl Mgmt {
             next_discovery_tsih: 0,
             stopping: false,
             next_serial: 0,
-            timeouts,
+            timeouts: setup.timeouts,
+            admin: setup.admin,
+            admin_conns: Slab::new(),
+            pending: HashMap::new(),
+            next_seq: 0,
+            accounts: Vec::new(),
+            discovery_accounts: (Vec::new(), None),
+            system_offline: false,
+            lld_ready: true,
+            to_self: setup.to_self,
+            cpus: setup.cpus,
+            stopping_targets: Vec::new(),
         };
-        for (i, p) in mgmt.portals.iter().enumerate() {
-            mgmt.ring
-                .accept_multi(p.listener.as_raw_fd(), Token::Accept(i).encode())?;
+        for (i, p) in mgmt.portals.iter_mut().enumerate() {
+            let p = p.as_mut().expect("all portals are open at start");
+            p.accept = Some(
+                mgmt.ring
+                    .accept_multi(p.listener.as_raw_fd(), Token::Accept(i).encode())?,
+            );
         }
+        mgmt.admin_listen()?;
         mgmt.ring
             .watch_eventfd(mgmt.inbox.eventfd(), Token::Mailbox.encode())?;
         Ok(mgmt)
@@ -362,44 +481,59 @@ impl Mgmt {
         for t in &self.targets {
             let _ = t.handle.tx.send(TargetMsg::Stop);
         }
-        for t in &mut self.targets {
-            if let Some(join) = t.handle.join.take() {
-                if join.join().is_err() {
-                    tracing::error!(tid = t.tid, "target thread panicked");
-                }
+        let stopping = std::mem::take(&mut self.stopping_targets);
+        let handles = self
+            .targets
+            .iter_mut()
+            .map(|t| &mut t.handle)
+            .chain(
+                stopping
+                    .into_iter()
+                    .map(|(_, h, _)| h)
+                    .collect::<Vec<_>>()
+                    .iter_mut(),
+            )
+            .filter_map(|h| h.join.take().map(|j| (h.tid, j)))
+            .collect::<Vec<_>>();
+        for (tid, join) in handles {
+            if join.join().is_err() {
+                tracing::error!(tid, "target thread panicked");
             }
         }
     }
 
     fn dispatch(&mut self, completion: Completion) {
         match completion {
-            Completion::Accepted { token, result } => {
-                let Token::Accept(p) = Token::decode(token) else {
-                    panic!("accept completion with a foreign token");
-                };
-                match result {
-                    Ok(fd) => self.on_accept(p, fd),
-                    Err(e) => tracing::warn!(portal = %self.portals[p].addr, "accept failed: {e}"),
-                }
-            }
-            Completion::Received { token, result } => {
-                let Token::Recv(c) = Token::decode(token) else {
-                    panic!("recv completion with a foreign token");
-                };
-                self.on_recv(c, result);
-            }
+            Completion::Accepted { token, result } => match Token::decode(token) {
+                Token::AdminAccept => self.on_admin_accept(result),
+                Token::Accept(p) => match (result, &self.portals[p]) {
+                    (Ok(fd), Some(_)) => self.on_accept(p, fd),
+                    (Err(e), Some(portal)) => {
+                        tracing::warn!(portal = %portal.addr, "accept failed: {e}")
+                    }
+                    // A deleted portal: its accept ending, or a connection it let in.
+                    (_, None) => {}
+                },
+                _ => panic!("accept completion with a foreign token"),
+            },
+            Completion::Received { token, result } => match Token::decode(token) {
+                Token::Recv(c) => self.on_recv(c, result),
+                Token::AdminRecv(c) => self.on_admin_recv(c, result),
+                _ => panic!("recv completion with a foreign token"),
+            },
             Completion::Sent {
                 token,
                 result,
                 mut chain,
             } => {
-                let Token::Send(c) = Token::decode(token) else {
-                    panic!("send completion with a foreign token");
-                };
                 for b in chain.clear() {
                     self.ring.free_buf(b);
                 }
-                self.on_sent(c, result);
+                match Token::decode(token) {
+                    Token::Send(c) => self.on_sent(c, result),
+                    Token::AdminSend(c) => self.on_admin_sent(c),
+                    _ => panic!("send completion with a foreign token"),
+                }
             }
             Completion::Signalled { .. } => self.drain_inbox(),
             Completion::Timer { token } => {
@@ -417,9 +551,11 @@ impl Mgmt {
             match msg {
                 MgmtMsg::SessionClosed { tid, tsih } => {
                     if let Some(t) = self.targets.iter_mut().find(|t| t.tid == tid) {
-                        t.sessions.retain(|_, &mut v| v != tsih);
+                        t.sessions.retain(|_, s| s.tsih != tsih);
                     }
                 }
+                MgmtMsg::Reply { seq, tid, result } => self.on_control_reply(seq, tid, result),
+                MgmtMsg::TargetStopped { tid } => self.on_target_stopped(tid),
                 MgmtMsg::Signal(sig) => {
                     tracing::info!(signal = sig, "shutting down");
                     self.stopping = true;
@@ -435,6 +571,10 @@ impl Mgmt {
         let (Some(peer), Some(local)) = (peer, local) else {
             return;
         };
+        if self.system_offline {
+            tracing::info!(%peer, "system is offline; refusing a connection");
+            return;
+        }
         if self.conns.len() >= LOGIN_CONNS_MAX {
             tracing::warn!(%peer, "too many connections in login; refusing");
             return;
@@ -462,7 +602,7 @@ impl Mgmt {
         let raw = conn.fd.as_raw_fd();
         let c = self.conns.insert(conn);
         self.arm_deadline(c, self.timeouts.login);
-        tracing::debug!(%peer, portal = %self.portals[portal].addr, "connection accepted");
+        tracing::debug!(%peer, portal, "connection accepted");
         match self.ring.recv_multi(raw, Token::Recv(c).encode()) {
             Ok(op) => self.conns[c].recv = Some(op),
             Err(e) => {
@@ -589,7 +729,10 @@ impl Mgmt {
         if let Some(old) = target.sessions.remove(&key) {
             // Session reinstatement (RFC 7143 §6.3.5): the old session goes first. The
             // target thread handles its mailbox in order, so the close precedes the adopt.
-            let _ = target.handle.tx.send(TargetMsg::CloseSession { tsih: old });
+            let _ = target
+                .handle
+                .tx
+                .send(TargetMsg::CloseSession { tsih: old.tsih });
         }
         if target.sessions.len() >= SESSIONS_PER_TARGET_MAX {
             let (bhs, data) = login.refuse_out_of_resources();
@@ -603,7 +746,15 @@ impl Mgmt {
             conn.phase = Phase::Closing;
             return;
         };
-        target.sessions.insert(key, tsih);
+        target.sessions.insert(
+            key,
+            SessionRecord {
+                tsih,
+                cid: outcome.cid,
+                peer: conn.peer,
+                params: outcome.params.clone(),
+            },
+        );
         let (bhs, data) = login.finish(tsih);
         conn.queue(&bhs, &data);
         tracing::info!(
@@ -637,6 +788,7 @@ impl Mgmt {
                     portals: self
                         .portals
                         .iter()
+                        .flatten()
                         .map(|p| {
                             let ip = if p.addr.ip().is_unspecified() {
                                 local.ip()
@@ -828,7 +980,7 @@ impl Mgmt {
             .is_err()
         {
             tracing::error!(tid, "target thread is gone; dropping the connection");
-            target.sessions.retain(|_, &mut v| v != tsih);
+            target.sessions.retain(|_, s| s.tsih != tsih);
         }
     }
 

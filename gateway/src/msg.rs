@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 
+use crate::backing::Backing;
 use crate::iscsi::login::LoginOutcome;
 
 /// A connection that finished its login and enters full-feature phase on a target thread.
@@ -34,8 +35,52 @@ pub enum TargetMsg {
         /// The session to close.
         tsih: u16,
     },
-    /// Close every connection, drain what is in flight, and end the thread.
+    /// Close every connection, drain what is in flight, and end the thread (which then
+    /// reports [`MgmtMsg::TargetStopped`]).
     Stop,
+    /// A management request; answered by [`MgmtMsg::Reply`] with the same `seq`.
+    Control {
+        /// Matches the reply to the request.
+        seq: u64,
+        /// What to do.
+        req: Control,
+    },
+}
+
+/// A management request to a target thread.
+#[derive(Debug)]
+pub enum Control {
+    /// Add a disk LU served by `backing`.
+    AddLun {
+        /// Its SCSI configuration.
+        cfg: gw_scsi::LuConfig,
+        /// Its store, opened by the management thread.
+        backing: Backing,
+    },
+    /// Remove a disk LU (refused while some nexus prevents medium removal).
+    RemoveLun {
+        /// The LUN.
+        lun: u64,
+    },
+    /// Change a disk LU's identity and flags; with a new store when it must be reopened
+    /// (a read-only LU made writable).
+    UpdateLun {
+        /// The new configuration (capacity and block size are kept).
+        cfg: gw_scsi::LuConfig,
+        /// Online (medium present).
+        online: bool,
+        /// A replacement store.
+        backing: Option<Backing>,
+    },
+    /// Report the LUs' state.
+    Report,
+}
+
+/// What a target thread reports of itself.
+#[derive(Debug, Default)]
+pub struct TargetReport {
+    /// Every LU, LUN 0 first.
+    pub lus: Vec<gw_scsi::LuStatus>,
 }
 
 /// A report from a target thread (or the signal watcher) to the management thread.
@@ -50,4 +95,18 @@ pub enum MgmtMsg {
     },
     /// A signal arrived (SIGTERM, SIGINT: shut down).
     Signal(i32),
+    /// The answer to a [`TargetMsg::Control`].
+    Reply {
+        /// The request's `seq`.
+        seq: u64,
+        /// The target that answers.
+        tid: u32,
+        /// What happened.
+        result: Result<TargetReport, crate::admin::wire::AdmErr>,
+    },
+    /// A target thread has drained everything after [`TargetMsg::Stop`] and is ending.
+    TargetStopped {
+        /// Target ID.
+        tid: u32,
+    },
 }

@@ -17,7 +17,7 @@ pub mod sense;
 mod target;
 
 pub use lu::LuConfig;
-pub use target::{Target, TargetConfig};
+pub use target::{LuStatus, Target, TargetConfig};
 
 /// The 8-byte LUN field for a LUN number (SAM-5 §4.7: peripheral addressing below 256, flat
 /// addressing up to 16383).

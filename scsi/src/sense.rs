@@ -59,6 +59,8 @@ pub mod asc {
     pub const CAPACITY_CHANGED: (u8, u8) = (0x2a, 0x09);
     /// REPORTED LUNS DATA HAS CHANGED.
     pub const REPORTED_LUNS_CHANGED: (u8, u8) = (0x3f, 0x0e);
+    /// INQUIRY DATA HAS CHANGED.
+    pub const INQUIRY_DATA_CHANGED: (u8, u8) = (0x3f, 0x03);
     /// SAVING PARAMETERS NOT SUPPORTED.
     pub const SAVING_NOT_SUPPORTED: (u8, u8) = (0x39, 0x00);
     /// MEDIUM NOT PRESENT.

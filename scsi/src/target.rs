@@ -24,6 +24,17 @@ pub struct TargetConfig {
     pub port_group_id: u16,
 }
 
+/// What the management plane sees of an LU.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LuStatus {
+    /// Its configuration.
+    pub cfg: LuConfig,
+    /// Medium present (not taken offline, not ejected).
+    pub online: bool,
+    /// Some nexus holds PREVENT MEDIUM REMOVAL.
+    pub prevent_removal: bool,
+}
+
 /// One target's LUs.
 #[derive(Debug)]
 pub struct Target {
@@ -119,6 +130,38 @@ impl Target {
         lu.cfg.blocks = blocks;
         for &n in &self.nexuses {
             lu.add_ua(n, asc::CAPACITY_CHANGED);
+        }
+        Ok(())
+    }
+
+    /// An LU's configuration and state, for the management plane.
+    pub fn lu_status(&self, lun: u64) -> Option<LuStatus> {
+        self.lus.get(&lun).map(|lu| LuStatus {
+            cfg: lu.cfg.clone(),
+            online: lu.medium_present,
+            prevent_removal: !lu.prevent.is_empty(),
+        })
+    }
+
+    /// Replaces a disk LU's identity and flags (INQUIRY strings, serial, read-only, removable,
+    /// thin provisioning) and takes it online or offline (offline: NOT READY, MEDIUM NOT
+    /// PRESENT). Every nexus learns of it by unit attention. The capacity and block size stay.
+    pub fn reconfigure_lu(&mut self, cfg: LuConfig, online: bool) -> Result<(), ScsiError> {
+        let lu = self
+            .lus
+            .get_mut(&cfg.lun)
+            .filter(|_| cfg.lun != 0)
+            .ok_or(ScsiError::NoSuchLun(cfg.lun))?;
+        let blocks = lu.cfg.blocks;
+        let block_size = lu.cfg.block_size;
+        lu.cfg = LuConfig {
+            blocks,
+            block_size,
+            ..cfg
+        };
+        lu.medium_present = online;
+        for &n in &self.nexuses {
+            lu.add_ua(n, asc::INQUIRY_DATA_CHANGED);
         }
         Ok(())
     }

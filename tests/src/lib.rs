@@ -206,6 +206,7 @@ impl Daemon {
                     .flat_map(|p| ["--portal".to_string(), p.to_string()]),
             )
             .args(&self.args)
+            .env("TGT_IPC_SOCKET", self.admin_socket_base())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -242,6 +243,41 @@ impl Daemon {
                 ),
             }
         }
+    }
+
+    /// The admin socket's path prefix (`$TGT_IPC_SOCKET`): each daemon has its own, so
+    /// parallel tests never share a control port.
+    pub fn admin_socket_base(&self) -> PathBuf {
+        self.dir.0.join("socket")
+    }
+
+    /// Runs an admin command (tgt's `tgtadm`, or `gatewayadm`) against this daemon.
+    pub fn admin(&self, program: &str, args: &[&str]) -> Output {
+        let path = if program == "gatewayadm" {
+            gatewayd_path().with_file_name("gatewayadm")
+        } else {
+            PathBuf::from(program)
+        };
+        run(
+            Command::new(path)
+                .env("TGT_IPC_SOCKET", self.admin_socket_base())
+                .args(args),
+            Duration::from_secs(60),
+        )
+    }
+
+    /// Runs `tgtadm` and fails the test unless it succeeds; returns its stdout.
+    pub fn tgtadm(&self, args: &[&str]) -> String {
+        let out = self.admin("tgtadm", args);
+        assert!(
+            out.ok(),
+            "tgtadm {args:?} failed ({:?}): {}{}\ndaemon log:\n{}",
+            out.code,
+            out.stdout,
+            out.stderr,
+            self.log()
+        );
+        out.stdout
     }
 
     /// The daemon's stderr so far.
@@ -311,6 +347,21 @@ impl Daemon {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+    }
+
+    /// Waits up to `timeout` for the daemon to exit by itself; true when it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(_)) = child.try_wait() {
+                    self.child = None;
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     /// Kills with SIGKILL.

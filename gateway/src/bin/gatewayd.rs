@@ -30,7 +30,14 @@ Examples:
 
 Once every portal listens, stdout has one `gatewayd: listening on ADDR` line per
 portal, then `gatewayd: ready`. Logs go to stderr; RUST_LOG=debug (or e.g.
-RUST_LOG=gateway=debug) sets their detail. SIGTERM or SIGINT stop it cleanly."
+RUST_LOG=gateway=debug) sets their detail. SIGTERM or SIGINT stop it cleanly.
+
+Management: tgt's own tools work unchanged against the admin socket, e.g.
+  tgtadm --lld iscsi --op new --mode target --tid 4 -T iqn.2026-11.io.example:t4
+  tgtadm --lld iscsi --op new --mode logicalunit --tid 4 --lun 1 -b /dev/sdb
+  tgtadm --lld iscsi --op bind --mode target --tid 4 -I ALL
+  tgtadm --lld iscsi --op show --mode target
+gatewayadm takes the same options."
 )]
 struct Args {
     /// Address to listen on, ADDR:PORT (IPv6 as [ADDR]:PORT). Repeat for more portals.
@@ -60,6 +67,15 @@ struct Args {
     /// Seconds of silence after which a discovery session is closed.
     #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
     discovery_idle_timeout: u64,
+
+    /// Control port: the admin socket is /var/run/tgtd/socket.N (or $TGT_IPC_SOCKET.N),
+    /// where tgt's tgtadm and tgt-admin, and gatewayadm, find it with the same -C N.
+    #[arg(long, short = 'C', value_name = "N", default_value_t = 0)]
+    control_port: u16,
+
+    /// Run without the admin socket (no tgtadm management).
+    #[arg(long)]
+    no_admin_socket: bool,
 
     /// Validate the configuration and exit.
     #[arg(long)]
@@ -116,8 +132,8 @@ fn main() -> anyhow::Result<()> {
             config
         }
     };
-    if config.targets.is_empty() {
-        bail!("the configuration declares no <target>: there is nothing to serve");
+    if config.targets.is_empty() && args.no_admin_socket {
+        bail!("the configuration declares no <target> and --no-admin-socket leaves no way to add one: there is nothing to serve");
     }
     if args.check_config {
         daemon::open_stores(&config)?;
@@ -146,7 +162,16 @@ fn main() -> anyhow::Result<()> {
         login: std::time::Duration::from_secs(args.login_timeout),
         discovery_idle: std::time::Duration::from_secs(args.discovery_idle_timeout),
     };
-    let mut d = daemon::start(&config, &portals, &cpus, timeouts)?;
+    let admin = if args.no_admin_socket {
+        None
+    } else {
+        Some(
+            gateway::admin::service::AdminSocket::bind(args.control_port)
+                .context("pass --no-admin-socket to run without tgtadm management")?,
+        )
+    };
+    let admin_path = admin.as_ref().map(|a| a.path.clone());
+    let mut d = daemon::start(&config, &portals, &cpus, timeouts, admin)?;
 
     let tx = d.mgmt_tx.clone();
     let mut signals = signal_hook::iterator::Signals::new([
@@ -167,6 +192,16 @@ fn main() -> anyhow::Result<()> {
 
     for addr in &d.portals {
         println!("gatewayd: listening on {addr}");
+    }
+    if let Some(path) = admin_path {
+        println!(
+            "gatewayd: admin socket {} (tgtadm -C {} ...)",
+            path.display(),
+            args.control_port
+        );
+    }
+    if config.targets.is_empty() {
+        println!("gatewayd: no targets yet; add them with tgtadm or gatewayadm");
     }
     if embedded {
         let portal = d.portals[0];

@@ -149,7 +149,83 @@ fn yes_no(b: bool) -> &'static str {
     }
 }
 
+fn digest_words(p: &DigestPolicy) -> String {
+    match (p.crc32c, p.none) {
+        (true, true) => "CRC32C,None",
+        (true, false) => "CRC32C",
+        _ => "None",
+    }
+    .to_string()
+}
+
+impl SessionParams {
+    /// The negotiated keys by their RFC 7143 names, in tgt's order, for `show`.
+    pub fn keys(&self) -> Vec<(&'static str, String)> {
+        let digest = |on: bool| if on { "CRC32C" } else { "None" }.to_string();
+        vec![
+            (
+                "MaxRecvDataSegmentLength",
+                self.max_recv_data_segment_len.to_string(),
+            ),
+            ("HeaderDigest", digest(self.header_digest)),
+            ("DataDigest", digest(self.data_digest)),
+            ("InitialR2T", yes_no(self.initial_r2t).to_string()),
+            ("MaxOutstandingR2T", self.max_outstanding_r2t.to_string()),
+            ("ImmediateData", yes_no(self.immediate_data).to_string()),
+            ("FirstBurstLength", self.first_burst_len.to_string()),
+            ("MaxBurstLength", self.max_burst_len.to_string()),
+            ("DataPDUInOrder", yes_no(self.data_pdu_in_order).to_string()),
+            (
+                "DataSequenceInOrder",
+                yes_no(self.data_sequence_in_order).to_string(),
+            ),
+            ("ErrorRecoveryLevel", self.error_recovery_level.to_string()),
+            ("DefaultTime2Wait", self.default_time2wait.to_string()),
+            ("DefaultTime2Retain", self.default_time2retain.to_string()),
+            ("MaxConnections", self.max_connections.to_string()),
+            (
+                "MaxXmitDataSegmentLength",
+                self.max_xmit_data_segment_len.to_string(),
+            ),
+        ]
+    }
+}
+
 impl TargetLimits {
+    /// What this target offers, by RFC 7143 key names in tgt's order, for `show`.
+    pub fn keys(&self) -> Vec<(&'static str, String)> {
+        let mut keys = vec![
+            (
+                "MaxRecvDataSegmentLength",
+                self.max_recv_data_segment_len.to_string(),
+            ),
+            ("HeaderDigest", digest_words(&self.header_digest)),
+            ("DataDigest", digest_words(&self.data_digest)),
+            ("InitialR2T", yes_no(self.initial_r2t).to_string()),
+            ("MaxOutstandingR2T", self.max_outstanding_r2t.to_string()),
+            ("ImmediateData", yes_no(self.immediate_data).to_string()),
+            ("FirstBurstLength", self.first_burst_len.to_string()),
+            ("MaxBurstLength", self.max_burst_len.to_string()),
+            ("DataPDUInOrder", yes_no(self.data_pdu_in_order).to_string()),
+            (
+                "DataSequenceInOrder",
+                yes_no(self.data_sequence_in_order).to_string(),
+            ),
+            ("ErrorRecoveryLevel", "0".to_string()),
+            ("DefaultTime2Wait", self.default_time2wait.to_string()),
+            ("DefaultTime2Retain", self.default_time2retain.to_string()),
+            ("MaxConnections", self.max_connections.to_string()),
+            (
+                "MaxXmitDataSegmentLength",
+                self.max_xmit_data_segment_len.to_string(),
+            ),
+        ];
+        if let Some(alias) = &self.target_alias {
+            keys.push(("TargetAlias", alias.clone()));
+        }
+        keys
+    }
+
     /// Applies one iSCSI key from the configuration (tgt's names and values).
     pub fn apply_key(&mut self, key: &str, value: &str) -> Result<(), String> {
         let number = |lo: u32, hi: u32| -> Result<u32, String> {

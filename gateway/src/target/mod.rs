@@ -15,8 +15,9 @@ use std::thread::JoinHandle;
 use gw_uring::{Completion, Mailbox, MailboxSender, Ring, RingOptions};
 use slab::Slab;
 
+use crate::admin::wire::AdmErr;
 use crate::backing::{Backing, StoreKind};
-use crate::msg::{MgmtMsg, TargetMsg};
+use crate::msg::{Control, MgmtMsg, TargetMsg, TargetReport};
 use crate::stats::TargetStats;
 use conn::Conn;
 use task::Task;
@@ -154,6 +155,8 @@ pub(crate) struct TargetThread {
     pub ring: Ring,
     pub scsi: gw_scsi::Target,
     pub stores: HashMap<u64, Store>,
+    /// Stores of removed or replaced LUs, kept open until no I/O of their LUN is in flight.
+    retired: Vec<(u64, Store)>,
     pub conns: Slab<Conn>,
     pub tasks: Slab<Task>,
     inbox: Mailbox<TargetMsg>,
@@ -202,6 +205,7 @@ impl TargetThread {
             ring,
             scsi: setup.scsi,
             stores,
+            retired: Vec::new(),
             conns: Slab::new(),
             tasks: Slab::new(),
             inbox,
@@ -216,7 +220,8 @@ impl TargetThread {
 
     fn run(&mut self) {
         let efd = self.inbox.eventfd();
-        self.ring
+        let watch = self
+            .ring
             .watch_eventfd(efd, Token::Mailbox.encode())
             .expect("a fresh ring has room for its mailbox watch");
         let mut completions = Vec::with_capacity(256);
@@ -227,6 +232,9 @@ impl TargetThread {
         let mut busy_until = None::<std::time::Instant>;
         loop {
             self.flush_output();
+            if !self.retired.is_empty() {
+                self.drop_retired();
+            }
             if self.stopping && self.conns.is_empty() && self.tasks.is_empty() {
                 break;
             }
@@ -258,7 +266,92 @@ impl TargetThread {
             self.data_out_bytes, 0,
             "write data budget leaked with no task left"
         );
+        // The mailbox watch is the last op: end it and wait for the kernel to let go, so a
+        // deleted target leaves nothing behind.
+        let _ = self.ring.cancel(watch);
+        while self.ring.in_flight() > 0 {
+            if let Err(e) = self.ring.submit_and_wait(1) {
+                tracing::warn!(tid = self.tid, "draining the ring: {e}");
+                break;
+            }
+            self.ring.reap(&mut completions);
+            completions.clear();
+        }
+        self.retired.clear();
+        let _ = self.to_mgmt.send(MgmtMsg::TargetStopped { tid: self.tid });
         tracing::info!(tid = self.tid, "target thread stopped");
+    }
+
+    /// Closes retired stores once no task of their LUN has I/O in flight: the kernel may
+    /// still be using the file until then.
+    fn drop_retired(&mut self) {
+        let tasks = &self.tasks;
+        self.retired.retain(|(lun, _)| {
+            tasks
+                .iter()
+                .any(|(_, t)| t.lun == *lun && t.pending != task::Pending::DataOut)
+        });
+    }
+
+    fn control(&mut self, req: Control) -> Result<TargetReport, AdmErr> {
+        match req {
+            Control::AddLun { cfg, backing } => {
+                let lun = cfg.lun;
+                let block_size = cfg.block_size;
+                self.scsi.add_lu(cfg).map_err(|e| match e {
+                    gw_scsi::ScsiError::LunExists(_) | gw_scsi::ScsiError::LunZero => {
+                        AdmErr::LunExists
+                    }
+                    _ => AdmErr::InvalidRequest,
+                })?;
+                self.stores.insert(
+                    lun,
+                    Store {
+                        backing,
+                        block_size,
+                    },
+                );
+                tracing::info!(tid = self.tid, lun, "LUN added");
+            }
+            Control::RemoveLun { lun } => {
+                let status = self.scsi.lu_status(lun).ok_or(AdmErr::NoLun)?;
+                if status.prevent_removal {
+                    return Err(AdmErr::PreventRemoval);
+                }
+                self.scsi.remove_lu(lun).map_err(|_| AdmErr::NoLun)?;
+                if let Some(store) = self.stores.remove(&lun) {
+                    self.retired.push((lun, store));
+                }
+                tracing::info!(tid = self.tid, lun, "LUN removed");
+            }
+            Control::UpdateLun {
+                cfg,
+                online,
+                backing,
+            } => {
+                let lun = cfg.lun;
+                self.scsi
+                    .reconfigure_lu(cfg, online)
+                    .map_err(|_| AdmErr::NoLun)?;
+                if let Some(backing) = backing {
+                    let block_size = self.stores.get(&lun).map_or(512, |s| s.block_size);
+                    let new = Store {
+                        backing,
+                        block_size,
+                    };
+                    if let Some(old) = self.stores.insert(lun, new) {
+                        self.retired.push((lun, old));
+                    }
+                }
+                tracing::info!(tid = self.tid, lun, "LUN updated");
+            }
+            Control::Report => {}
+        }
+        let mut report = TargetReport::default();
+        for lun in std::iter::once(0).chain(self.scsi.luns()) {
+            report.lus.extend(self.scsi.lu_status(lun));
+        }
+        Ok(report)
     }
 
     fn dispatch(&mut self, completion: Completion) {
@@ -316,6 +409,14 @@ impl TargetThread {
                         );
                         self.close_conn(c);
                     }
+                }
+                TargetMsg::Control { seq, req } => {
+                    let result = self.control(req);
+                    let _ = self.to_mgmt.send(MgmtMsg::Reply {
+                        seq,
+                        tid: self.tid,
+                        result,
+                    });
                 }
                 TargetMsg::Stop => {
                     self.stopping = true;

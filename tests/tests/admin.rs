@@ -1,0 +1,466 @@
+//! The management plane driven by tgt's own tools: `tgtadm` and `tgt-admin` (Debian's `tgt`)
+//! create, change and delete targets, LUNs, ACLs and accounts on a running gatewayd, and
+//! libiscsi initiators see every change; `gatewayadm` takes the same options.
+
+use std::process::Command;
+use std::time::Duration;
+
+use gw_tests::{run, Daemon, LunSpec, Output, TargetSpec};
+
+const MIB: u64 = 1 << 20;
+const IQN: &str = "iqn.2026-11.io.gateway.test:admin-new";
+
+fn inq(url: &str, args: &[&str]) -> Output {
+    run(
+        Command::new("iscsi-inq").args(args).arg(url),
+        Duration::from_secs(20),
+    )
+}
+
+fn url(d: &Daemon, iqn: &str, lun: u64) -> String {
+    format!("iscsi://{}/{iqn}/{lun}", d.portal)
+}
+
+/// Creates a target with tgtadm as an operator would and checks each step from an initiator.
+#[test]
+fn tgtadm_builds_a_target_live() {
+    let d = Daemon::start(
+        "admin-live",
+        &[TargetSpec::new(vec![LunSpec::new(16 * MIB)])],
+    );
+    let img = d.dir.0.join("new.img");
+    std::fs::File::create(&img)
+        .and_then(|f| f.set_len(64 * MIB))
+        .expect("create a LUN file");
+    let img = img.to_str().expect("UTF-8 path");
+
+    d.tgtadm(&[
+        "--lld", "iscsi", "--op", "new", "--mode", "target", "--tid", "7", "-T", IQN,
+    ]);
+    d.tgtadm(&[
+        "--lld",
+        "iscsi",
+        "--op",
+        "new",
+        "--mode",
+        "logicalunit",
+        "--tid",
+        "7",
+        "--lun",
+        "1",
+        "-b",
+        img,
+    ]);
+    // As in tgt, a target nobody is bound to refuses every login.
+    let refused = inq(&url(&d, IQN, 1), &[]);
+    assert!(
+        !refused.ok(),
+        "login before bind must fail: {}",
+        refused.stdout
+    );
+    d.tgtadm(&[
+        "--lld", "iscsi", "--op", "bind", "--mode", "target", "--tid", "7", "-I", "ALL",
+    ]);
+    let ok = inq(&url(&d, IQN, 1), &[]);
+    assert!(ok.ok(), "login after bind: {}{}", ok.stdout, ok.stderr);
+
+    // LU parameters reach INQUIRY.
+    d.tgtadm(&[
+        "--lld",
+        "iscsi",
+        "--op",
+        "update",
+        "--mode",
+        "logicalunit",
+        "--tid",
+        "7",
+        "--lun",
+        "1",
+        "--params",
+        "vendor_id=ACME,product_id=Widget,product_rev=0042",
+    ]);
+    let std_inq = inq(&url(&d, IQN, 1), &[]);
+    assert!(
+        std_inq.stdout.contains("ACME") && std_inq.stdout.contains("Widget"),
+        "{}",
+        std_inq.stdout
+    );
+
+    // readonly=1 refuses writes; readonly=0 accepts them again.
+    d.tgtadm(&[
+        "--lld",
+        "iscsi",
+        "--op",
+        "update",
+        "--mode",
+        "logicalunit",
+        "--tid",
+        "7",
+        "--lun",
+        "1",
+        "--params",
+        "readonly=1",
+    ]);
+    let show = d.tgtadm(&["--lld", "iscsi", "--op", "show", "--mode", "target"]);
+    let block = &show[show.find(IQN).expect("new target shown")..];
+    assert!(block.contains("Readonly: Yes"), "{block}");
+    d.tgtadm(&[
+        "--lld",
+        "iscsi",
+        "--op",
+        "update",
+        "--mode",
+        "logicalunit",
+        "--tid",
+        "7",
+        "--lun",
+        "1",
+        "--params",
+        "readonly=0",
+    ]);
+
+    // A second LUN, then its removal; REPORT LUNS follows.
+    d.tgtadm(&[
+        "--lld",
+        "iscsi",
+        "--op",
+        "new",
+        "--mode",
+        "logicalunit",
+        "--tid",
+        "7",
+        "--lun",
+        "2",
+        "--bstype",
+        "null",
+    ]);
+    let ls = run(
+        Command::new("iscsi-ls").args(["-s", &format!("iscsi://{}", d.portal)]),
+        Duration::from_secs(20),
+    );
+    assert!(ls.stdout.contains("Lun:2"), "{}", ls.stdout);
+    d.tgtadm(&[
+        "--lld",
+        "iscsi",
+        "--op",
+        "delete",
+        "--mode",
+        "logicalunit",
+        "--tid",
+        "7",
+        "--lun",
+        "2",
+    ]);
+
+    // Errors are tgtadm's, word for word, with its exit status.
+    let dup = d.admin(
+        "tgtadm",
+        &[
+            "--lld", "iscsi", "--op", "new", "--mode", "target", "--tid", "7", "-T", IQN,
+        ],
+    );
+    assert_eq!(dup.code, Some(22));
+    assert!(
+        dup.stderr.contains("tgtadm: this target already exists"),
+        "{}",
+        dup.stderr
+    );
+    let missing = d.admin(
+        "tgtadm",
+        &[
+            "--lld", "iscsi", "--op", "delete", "--mode", "target", "--tid", "99",
+        ],
+    );
+    assert!(
+        missing.stderr.contains("can't find the target"),
+        "{}",
+        missing.stderr
+    );
+    let lun_dup = d.admin(
+        "tgtadm",
+        &[
+            "--lld",
+            "iscsi",
+            "--op",
+            "new",
+            "--mode",
+            "logicalunit",
+            "--tid",
+            "7",
+            "--lun",
+            "1",
+            "-b",
+            img,
+        ],
+    );
+    assert!(
+        lun_dup
+            .stderr
+            .contains("this logical unit number already exists"),
+        "{}",
+        lun_dup.stderr
+    );
+
+    // The target's iSCSI keys: a bad value is refused, a good one shows.
+    let bad = d.admin(
+        "tgtadm",
+        &[
+            "--lld",
+            "iscsi",
+            "--op",
+            "update",
+            "--mode",
+            "target",
+            "--tid",
+            "7",
+            "-n",
+            "MaxBurstLength",
+            "-v",
+            "7",
+        ],
+    );
+    assert_eq!(bad.code, Some(22));
+    d.tgtadm(&[
+        "--lld",
+        "iscsi",
+        "--op",
+        "update",
+        "--mode",
+        "target",
+        "--tid",
+        "7",
+        "-n",
+        "MaxBurstLength",
+        "-v",
+        "65536",
+    ]);
+    let params = d.tgtadm(&[
+        "--lld", "iscsi", "--op", "show", "--mode", "target", "--tid", "7",
+    ]);
+    assert!(params.contains("MaxBurstLength=65536"), "{params}");
+
+    // Unbinding ALL shuts the door again; deleting the target makes it vanish.
+    d.tgtadm(&[
+        "--lld", "iscsi", "--op", "unbind", "--mode", "target", "--tid", "7", "-I", "ALL",
+    ]);
+    assert!(!inq(&url(&d, IQN, 1), &[]).ok());
+    d.tgtadm(&[
+        "--lld", "iscsi", "--op", "delete", "--mode", "target", "--tid", "7",
+    ]);
+    let show = d.tgtadm(&["--lld", "iscsi", "--op", "show", "--mode", "target"]);
+    assert!(!show.contains(IQN), "{show}");
+    // The configured target kept serving all along.
+    assert!(inq(&d.url(0, 1), &[]).ok());
+}
+
+/// A target with a session is not deleted without --force; with it, the session is closed.
+#[test]
+fn delete_refuses_active_targets_unless_forced() {
+    let d = Daemon::start(
+        "admin-force",
+        &[TargetSpec::new(vec![LunSpec::new(16 * MIB)])],
+    );
+    // iscsi-perf holds a session open until it is killed (bounded by the test's timeout).
+    let mut perf = Command::new("iscsi-perf")
+        .args(["-i", "iqn.2026-11.io.gateway.test:holder"])
+        .arg(d.url(0, 1))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start iscsi-perf");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let conns = loop {
+        let conns = d.tgtadm(&[
+            "--lld", "iscsi", "--op", "show", "--mode", "conn", "--tid", "1",
+        ]);
+        if conns.contains("iqn.2026-11.io.gateway.test:holder") {
+            break conns;
+        }
+        assert!(std::time::Instant::now() < deadline, "no session appeared");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(conns.contains("IP Address: 127.0.0.1"), "{conns}");
+    let show = d.tgtadm(&["--lld", "iscsi", "--op", "show", "--mode", "target"]);
+    assert!(
+        show.contains("Initiator: iqn.2026-11.io.gateway.test:holder alias: none"),
+        "{show}"
+    );
+
+    let refused = d.admin(
+        "tgtadm",
+        &[
+            "--lld", "iscsi", "--op", "delete", "--mode", "target", "--tid", "1",
+        ],
+    );
+    assert!(
+        refused.stderr.contains("this target is still active"),
+        "{}",
+        refused.stderr
+    );
+    d.tgtadm(&[
+        "--lld", "iscsi", "--op", "delete", "--mode", "target", "--tid", "1", "--force",
+    ]);
+    let _ = perf.kill();
+    let _ = perf.wait();
+    let show = d.tgtadm(&["--lld", "iscsi", "--op", "show", "--mode", "target"]);
+    assert!(show.is_empty(), "{show}");
+}
+
+/// tgt-admin reads a targets.conf and applies it through tgtadm; --dump reads it back.
+#[test]
+fn tgt_admin_applies_and_dumps_a_config() {
+    let d = Daemon::start("admin-tgtadmin", &[]);
+    let a = d.dir.0.join("a.img");
+    let b = d.dir.0.join("b.img");
+    for p in [&a, &b] {
+        std::fs::File::create(p)
+            .and_then(|f| f.set_len(32 * MIB))
+            .expect("create LUN file");
+    }
+    let conf = d.dir.0.join("tgt-admin.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "<target {IQN}>\n    backing-store {}\n    backing-store {}\n    initiator-address 127.0.0.1\n    vendor_id ACME\n    MaxBurstLength 131072\n</target>\n",
+            a.display(),
+            b.display()
+        ),
+    )
+    .expect("write config");
+    let out = run(
+        Command::new("tgt-admin")
+            .env("TGT_IPC_SOCKET", d.admin_socket_base())
+            .args(["-e", "-c"])
+            .arg(&conf),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.ok(),
+        "tgt-admin -e: {}{}\n{}",
+        out.stdout,
+        out.stderr,
+        d.log()
+    );
+    let inq2 = inq(&url(&d, IQN, 2), &[]);
+    assert!(
+        inq2.ok() && inq2.stdout.contains("ACME"),
+        "{}{}",
+        inq2.stdout,
+        inq2.stderr
+    );
+    let dump = run(
+        Command::new("tgt-admin")
+            .env("TGT_IPC_SOCKET", d.admin_socket_base())
+            .arg("--dump"),
+        Duration::from_secs(60),
+    );
+    assert!(dump.ok(), "{}", dump.stderr);
+    assert!(
+        dump.stdout.contains(&format!("<target {IQN}>")),
+        "{}",
+        dump.stdout
+    );
+    assert!(
+        dump.stdout
+            .contains(&format!("backing-store {}", b.display())),
+        "{}",
+        dump.stdout
+    );
+    assert!(
+        dump.stdout.contains("initiator-address 127.0.0.1"),
+        "{}",
+        dump.stdout
+    );
+}
+
+/// gatewayadm takes tgtadm's options and gives its answers; accounts and portals.
+#[test]
+fn gatewayadm_speaks_like_tgtadm() {
+    let d = Daemon::start(
+        "admin-gwadm",
+        &[TargetSpec::new(vec![LunSpec::new(16 * MIB)])],
+    );
+    let gw = |args: &[&str]| d.admin("gatewayadm", args);
+    let out = gw(&[
+        "--op",
+        "new",
+        "--mode",
+        "account",
+        "--user",
+        "alice",
+        "--password",
+        "0123456789ab",
+    ]);
+    assert!(out.ok(), "{}", out.stderr);
+    let out = gw(&[
+        "--op", "bind", "--mode", "account", "--tid", "1", "--user", "alice",
+    ]);
+    assert!(out.ok(), "{}", out.stderr);
+    let out = gw(&["--op", "show", "--mode", "account"]);
+    assert_eq!(out.stdout, "Account list:\n    alice\n");
+    let show = gw(&["--op", "show", "--mode", "target"]).stdout;
+    assert!(
+        show.contains("    Account information:\n        alice\n"),
+        "{show}"
+    );
+    let out = gw(&[
+        "--op", "bind", "--mode", "account", "--tid", "1", "--user", "bob",
+    ]);
+    assert_eq!(out.code, Some(22));
+    assert_eq!(out.stderr.trim(), "tgtadm: can't find the account");
+    let out = gw(&[
+        "--op", "new", "--mode", "target", "--tid", "0", "-T", "iqn.x:y",
+    ]);
+    assert_eq!(out.stderr.trim(), "tgtadm: 'tid' cannot be 0");
+    let out = gw(&["--mode", "target"]);
+    assert_eq!(out.stderr.trim(), "tgtadm: specify the operation type");
+
+    // A second portal, added and removed live.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = free.local_addr().expect("addr").port();
+    drop(free);
+    let portal = format!("127.0.0.1:{port}");
+    let out = gw(&[
+        "--op",
+        "new",
+        "--mode",
+        "portal",
+        "--param",
+        &format!("portal={portal}"),
+    ]);
+    assert!(out.ok(), "{}", out.stderr);
+    let listed = gw(&["--op", "show", "--mode", "portal"]).stdout;
+    assert!(listed.contains(&format!("Portal: {portal},1")), "{listed}");
+    let via = format!("iscsi://{portal}/{}/1", d.targets[0]);
+    assert!(inq(&via, &[]).ok());
+    let out = gw(&[
+        "--op",
+        "delete",
+        "--mode",
+        "portal",
+        "--param",
+        &format!("portal={portal}"),
+    ]);
+    assert!(out.ok(), "{}", out.stderr);
+    assert!(!inq(&via, &[]).ok());
+
+    // Without a daemon on that control port: tgtadm's exit status.
+    let out = gw(&["-C", "9", "--op", "show", "--mode", "target"]);
+    assert_eq!(out.code, Some(107), "{}", out.stderr);
+}
+
+/// `system delete` stops the daemon once no target is left, as tgtadm expects.
+#[test]
+fn system_delete_stops_the_daemon() {
+    let mut d = Daemon::start(
+        "admin-sysdel",
+        &[TargetSpec::new(vec![LunSpec::new(16 * MIB)])],
+    );
+    let refused = d.admin("tgtadm", &["--op", "delete", "--mode", "system"]);
+    assert_eq!(refused.code, Some(22), "targets remain: {}", refused.stderr);
+    d.tgtadm(&[
+        "--lld", "iscsi", "--op", "delete", "--mode", "target", "--tid", "1",
+    ]);
+    d.tgtadm(&["--op", "delete", "--mode", "system"]);
+    assert!(d.wait_exit(Duration::from_secs(10)), "gatewayd still runs");
+}
