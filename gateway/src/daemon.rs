@@ -93,6 +93,16 @@ fn stable_hash(text: &str) -> u64 {
 
 /// The SCSI configuration of one LUN of target `target_name`, served by `backing`.
 pub fn lu_config(target_name: &str, conf: &LunConf, backing: &Backing) -> gw_scsi::LuConfig {
+    lu_config_sized(target_name, conf, backing.size_bytes, backing.write_cache)
+}
+
+/// As [`lu_config`], for a store of `size_bytes` whose writes are cached when `write_cache`.
+pub fn lu_config_sized(
+    target_name: &str,
+    conf: &LunConf,
+    size_bytes: u64,
+    write_cache: bool,
+) -> gw_scsi::LuConfig {
     let s = &conf.settings;
     let lun = conf.lun;
     let block_size = s.block_size;
@@ -100,7 +110,7 @@ pub fn lu_config(target_name: &str, conf: &LunConf, backing: &Backing) -> gw_scs
     gw_scsi::LuConfig {
         lun,
         block_size,
-        blocks: backing.size_bytes / u64::from(block_size),
+        blocks: size_bytes / u64::from(block_size),
         vendor_id: s.vendor_id.clone().unwrap_or_else(|| "GATEWAY".into()),
         product_id: s
             .product_id
@@ -120,7 +130,7 @@ pub fn lu_config(target_name: &str, conf: &LunConf, backing: &Backing) -> gw_scs
         naa_id: id,
         readonly: s.readonly,
         removable: s.removable,
-        write_cache: backing.write_cache,
+        write_cache,
         thin: false,
         optimal_xfer_blocks: (256 << 10) / block_size,
         max_xfer_blocks: target::COMMAND_BYTES_MAX / block_size,
@@ -254,6 +264,7 @@ pub fn start(
     cpus: &[usize],
     timeouts: crate::mgmt::Timeouts,
     admin: Option<AdminSocket>,
+    config_path: Option<std::path::PathBuf>,
 ) -> Result<Daemon, StartError> {
     gw_uring::probe()?;
     let stores = open_stores(config)?;
@@ -287,6 +298,7 @@ pub fn start(
             mgmt_tx.clone(),
         )?;
         let mut entry = TargetEntry::new(t.tid, t.name.clone(), limits, handle, stats);
+        entry.from_config = true;
         // As tgt-admin does: no initiator-address means every address may log in.
         entry.addresses = if t.initiator_addresses.is_empty() {
             vec!["ALL".to_string()]
@@ -326,6 +338,7 @@ pub fn start(
         admin,
         to_self: mgmt_tx.clone(),
         cpus: cpus.to_vec(),
+        config_path,
     };
     let mgmt = Mgmt::new(ring, portals, entries, inbox, setup)?;
     Ok(Daemon {

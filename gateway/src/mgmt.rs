@@ -29,6 +29,9 @@ use crate::msg::{Handoff, MgmtMsg, TargetMsg};
 use crate::stats::TargetStats;
 use crate::target::{TargetHandle, SESSIONS_PER_TARGET_MAX};
 
+/// The signal that reloads the configuration.
+pub const SIGHUP: i32 = 1;
+
 /// Connections in login or discovery at once; more are closed at accept.
 pub const LOGIN_CONNS_MAX: usize = 1024;
 /// Data segment we accept during login and discovery, in bytes (RFC 7143 §12.12 default).
@@ -165,6 +168,10 @@ pub struct TargetEntry {
     pub offline: bool,
     /// Its counters.
     pub stats: std::sync::Arc<TargetStats>,
+    /// It comes from the configuration file (a reload may change or remove it).
+    pub from_config: bool,
+    /// A reload removed it: stop the thread once no session is left.
+    pub remove_when_idle: bool,
     next_tsih: u16,
 }
 
@@ -191,6 +198,8 @@ impl TargetEntry {
             account_out: None,
             offline: false,
             stats,
+            from_config: false,
+            remove_when_idle: false,
             next_tsih: 0,
         }
     }
@@ -353,6 +362,8 @@ pub struct Mgmt {
     pub(crate) cpus: Vec<usize>,
     /// Deleted targets whose threads are draining: (tid, handle, admin request to answer).
     pub(crate) stopping_targets: Vec<(u32, TargetHandle, Option<u64>)>,
+    /// The configuration file, re-read on SIGHUP.
+    pub(crate) config_path: Option<std::path::PathBuf>,
 }
 
 /// What the management thread is started with besides its ring, portals and targets.
@@ -366,6 +377,8 @@ pub struct MgmtSetup {
     pub to_self: gw_uring::MailboxSender<MgmtMsg>,
     /// CPUs for target threads started later.
     pub cpus: Vec<usize>,
+    /// The configuration file to re-read on SIGHUP.
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 /// How long connections may take on the management thread.
@@ -451,6 +464,7 @@ impl Mgmt {
             to_self: setup.to_self,
             cpus: setup.cpus,
             stopping_targets: Vec::new(),
+            config_path: setup.config_path,
         };
         for (i, p) in mgmt.portals.iter_mut().enumerate() {
             let p = p.as_mut().expect("all portals are open at start");
@@ -553,9 +567,14 @@ impl Mgmt {
                     if let Some(t) = self.targets.iter_mut().find(|t| t.tid == tid) {
                         t.sessions.retain(|_, s| s.tsih != tsih);
                     }
+                    self.stop_idle_targets();
                 }
                 MgmtMsg::Reply { seq, tid, result } => self.on_control_reply(seq, tid, result),
                 MgmtMsg::TargetStopped { tid } => self.on_target_stopped(tid),
+                MgmtMsg::Signal(sig) if sig == SIGHUP => {
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    self.reload();
+                }
                 MgmtMsg::Signal(sig) => {
                     tracing::info!(signal = sig, "shutting down");
                     self.stopping = true;

@@ -6,6 +6,7 @@
 //! (`/var/run/tgtd/socket.<control-port>`, or `$TGT_IPC_SOCKET.<control-port>`), send one
 //! request, read one answer, and close.
 
+mod reload;
 pub mod service;
 pub mod show;
 pub mod wire;

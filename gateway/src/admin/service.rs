@@ -107,7 +107,15 @@ impl AdminSocket {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
         }
-        // A socket file left by a daemon that died: the lock says nobody serves it now.
+        // tgtd locks with lockf, which does not see our lock: a socket that still answers
+        // belongs to a live daemon, and must not be taken over.
+        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+            return Err(AdminSocketError::InUse {
+                port: control_port,
+                lock: lock_path,
+            });
+        }
+        // A socket file left by a daemon that ended: nobody serves it now.
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -127,6 +135,9 @@ impl AdminSocket {
 // The socket file stays when the daemon exits, as tgtd's does: tgtadm waits after
 // `system delete` until connecting is refused, and a missing file would never refuse.
 
+/// The connection of a pending request made by the daemon itself (a reload).
+pub(crate) const NO_CONN: usize = usize::MAX;
+
 /// One admin client.
 #[derive(Debug)]
 pub(crate) struct AdminConn {
@@ -144,12 +155,12 @@ pub(crate) struct AdminConn {
 /// A request waiting for target threads.
 #[derive(Debug)]
 pub(crate) struct PendingAdmin {
-    conn: usize,
-    kind: PendingKind,
+    pub(crate) conn: usize,
+    pub(crate) kind: PendingKind,
 }
 
 #[derive(Debug)]
-enum PendingKind {
+pub(crate) enum PendingKind {
     /// `show` of every target: waiting for these targets' reports.
     ShowTargets {
         waiting: BTreeSet<u32>,
@@ -306,7 +317,7 @@ impl Mgmt {
     }
 
     /// Sends what a just-registered pending request needs to the target threads.
-    fn pending_start(&mut self, seq: u64) {
+    pub(crate) fn pending_start(&mut self, seq: u64) {
         let Some(p) = self.pending.get_mut(&seq) else {
             return;
         };

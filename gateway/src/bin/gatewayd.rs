@@ -30,7 +30,9 @@ Examples:
 
 Once every portal listens, stdout has one `gatewayd: listening on ADDR` line per
 portal, then `gatewayd: ready`. Logs go to stderr; RUST_LOG=debug (or e.g.
-RUST_LOG=gateway=debug) sets their detail. SIGTERM or SIGINT stop it cleanly.
+RUST_LOG=gateway=debug) sets their detail. SIGTERM or SIGINT stop it cleanly;
+SIGHUP re-reads --config and applies only what changed (targets added or removed,
+ACLs, iSCSI keys, LUNs); a file with an error changes nothing.
 
 Management: tgt's own tools work unchanged against the admin socket, e.g.
   tgtadm --lld iscsi --op new --mode target --tid 4 -T iqn.2026-11.io.example:t4
@@ -171,12 +173,20 @@ fn main() -> anyhow::Result<()> {
         )
     };
     let admin_path = admin.as_ref().map(|a| a.path.clone());
-    let mut d = daemon::start(&config, &portals, &cpus, timeouts, admin)?;
+    let mut d = daemon::start(
+        &config,
+        &portals,
+        &cpus,
+        timeouts,
+        admin,
+        args.config.clone(),
+    )?;
 
     let tx = d.mgmt_tx.clone();
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
     ])
     .context("cannot install signal handlers")?;
     std::thread::Builder::new()
