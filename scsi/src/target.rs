@@ -284,8 +284,10 @@ impl Target {
         if !opcodes::supports(table, opcode, sa) {
             // An unknown service action of PERSISTENT RESERVE IN or OUT is a bad CDB field
             // (SPC-4 §6.15.1, §6.16.1), not an unknown command.
-            if matches!(opcode, op::PERSISTENT_RESERVE_IN | op::PERSISTENT_RESERVE_OUT)
-                && opcodes::supports_opcode(table, opcode)
+            if matches!(
+                opcode,
+                op::PERSISTENT_RESERVE_IN | op::PERSISTENT_RESERVE_OUT
+            ) && opcodes::supports_opcode(table, opcode)
             {
                 return Err(Sense::invalid_cdb_field(1, Some(4)));
             }
@@ -398,9 +400,10 @@ impl Target {
                 Ok(()) => good(Vec::new()),
                 Err(r) => refused(r),
             },
-            op::PERSISTENT_RESERVE_IN => {
-                good(lu.reservations.persistent_in(cdb, self.cfg.relative_port_id)?)
-            }
+            op::PERSISTENT_RESERVE_IN => good(
+                lu.reservations
+                    .persistent_in(cdb, self.cfg.relative_port_id)?,
+            ),
             op::PERSISTENT_RESERVE_OUT => {
                 let aptpl_before = lu.reservations.aptpl();
                 let effects = match lu.reservations.persistent_out(
