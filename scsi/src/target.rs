@@ -194,7 +194,7 @@ impl Target {
             Some(&op::MODE_SELECT_6) => u64::from(cdb[4]),
             Some(&op::MODE_SELECT_10) => u64::from(u16_at(cdb, 7)),
             Some(&op::PERSISTENT_RESERVE_OUT) if lun != 0 => u64::from(u32_at(cdb, 5)),
-            Some(&op::RESERVE_10) if lun != 0 => u64::from(u16_at(cdb, 7)),
+            Some(&op::RESERVE_10 | &op::RELEASE_10) if lun != 0 => u64::from(u16_at(cdb, 7)),
             Some(_) if lun != 0 => lu.data_out_len(cdb),
             _ => 0,
         }
