@@ -28,13 +28,15 @@ mod state;
 /// RESOURCES (SPC-4 §5.9.7).
 pub const REGISTRATIONS_MAX: usize = 64;
 
-/// Longest initiator port name kept: an iSCSI name is at most 223 bytes (RFC 7143 §6.1),
-/// then `,i,0x` and 12 hex digits of ISID.
+/// Longest initiator port name that may register: an iSCSI name is at most 223 bytes
+/// (RFC 7143 §4.2.7.1), then `,i,0x` and 12 hex digits of ISID. A longer one could not be
+/// saved, so it is refused with INSUFFICIENT REGISTRATION RESOURCES.
 pub const INITIATOR_PORT_BYTES_MAX: usize = 240;
 
 /// Longest PERSISTENT RESERVE OUT parameter list accepted: 24 bytes, then one TransportID
-/// (REGISTER AND MOVE) with its 4-byte header and a padded initiator port name.
-pub const PR_OUT_PARAMETER_BYTES_MAX: usize = 24 + 4 + 256;
+/// (REGISTER AND MOVE) with its 4-byte header and a NUL-terminated, padded port name.
+pub const PR_OUT_PARAMETER_BYTES_MAX: usize =
+    24 + 4 + (INITIATOR_PORT_BYTES_MAX + 1).next_multiple_of(4);
 
 /// Largest saved reservation state [`Reservations::restore`] reads.
 pub const STATE_BYTES_MAX: usize = 64 * 1024;
@@ -518,7 +520,11 @@ impl Reservations {
                     // Nothing to register and nothing to remove.
                     return Ok(fx);
                 }
-                if self.registrations.len() >= REGISTRATIONS_MAX {
+                if self.registrations.len() >= REGISTRATIONS_MAX
+                    || port.is_empty()
+                    || port.len() > INITIATOR_PORT_BYTES_MAX
+                {
+                    // An empty port is a nexus the caller never announced.
                     return Err(Sense::new(
                         key::ILLEGAL_REQUEST,
                         asc::INSUFFICIENT_REGISTRATION_RESOURCES,

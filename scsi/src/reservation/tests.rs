@@ -848,6 +848,21 @@ fn garbage_state_is_refused() {
 }
 
 #[test]
+fn long_or_unknown_ports_cannot_register() {
+    let mut t = target();
+    let long = NexusId(20);
+    let name = format!("iqn.2026-11.io.test:{}", "x".repeat(220));
+    t.nexus_added(long, &iscsi_initiator_port(&name, [0; 6]));
+    drain_ua(&mut t, long);
+    let a = prout(&mut t, long, out_sa::REGISTER, 0, 0, 0xa);
+    assert_eq!(sense(&a), Some((5, 0x55, 0x04)));
+    let stranger = NexusId(21);
+    let a = prout(&mut t, stranger, out_sa::REGISTER, 0, 0, 0xa);
+    assert_eq!(sense(&a), Some((5, 0x55, 0x04)));
+    assert_eq!(keys(&mut t), vec![]);
+}
+
+#[test]
 fn registrations_are_bounded() {
     let mut t = target();
     for i in 0..REGISTRATIONS_MAX as u64 {
