@@ -13,10 +13,15 @@ mod inquiry;
 mod lu;
 mod mode;
 mod opcodes;
+mod reservation;
 pub mod sense;
 mod target;
 
 pub use lu::LuConfig;
+pub use reservation::{
+    iscsi_initiator_port, StateError, INITIATOR_PORT_BYTES_MAX, PR_OUT_PARAMETER_BYTES_MAX,
+    REGISTRATIONS_MAX, STATE_BYTES_MAX,
+};
 pub use target::{LuStatus, Target, TargetConfig};
 
 /// The 8-byte LUN field for a LUN number (SAM-5 §4.7: peripheral addressing below 256, flat
@@ -32,7 +37,8 @@ pub fn lun_to_wire(lun: u64) -> [u8; 8] {
     raw
 }
 
-/// Identity of an I_T nexus (one per iSCSI session).
+/// Identity of an I_T nexus (one per iSCSI session). The initiator port behind it, which
+/// reservations are kept by, is given to [`Target::nexus_added`].
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub struct NexusId(pub u64);
 
@@ -159,4 +165,12 @@ pub enum ScsiError {
     /// Bad block size.
     #[error("block size {0} is not supported (512, 1024, 2048 or 4096)")]
     BlockSize(u32),
+    /// Saved reservation state that cannot be restored.
+    #[error("LUN {lun}: {source}")]
+    ReservationState {
+        /// The LU it was for.
+        lun: u64,
+        /// What is wrong with it.
+        source: StateError,
+    },
 }

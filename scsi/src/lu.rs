@@ -5,6 +5,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use crate::cdb::{op, u16_at, u32_at, u64_at};
 use crate::mode::ModeState;
+use crate::reservation::Reservations;
 use crate::sense::{asc, key, Sense};
 use crate::{Action, NexusId};
 
@@ -57,6 +58,8 @@ pub(crate) struct Lu {
     /// Nexuses that hold a PREVENT MEDIUM REMOVAL.
     pub prevent: BTreeSet<NexusId>,
     pub ua: HashMap<NexusId, VecDeque<(u8, u8)>>,
+    /// Persistent and SPC-2 reservations.
+    pub reservations: Reservations,
 }
 
 /// A decoded read, write or verify.
@@ -173,6 +176,7 @@ impl Lu {
             medium_present: true,
             prevent: BTreeSet::new(),
             ua: HashMap::new(),
+            reservations: Reservations::default(),
         }
     }
 

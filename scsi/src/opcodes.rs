@@ -2,6 +2,7 @@
 //! each with its CDB usage data.
 
 use crate::cdb::{op, u16_at, u32_at};
+use crate::reservation::{in_sa, out_sa};
 use crate::sense::Sense;
 
 /// A supported command: opcode, service action (if it has one), CDB usage data (whose length
@@ -28,6 +29,8 @@ pub(crate) const DISK: &[Supported] = &[
     c(op::WRITE_6, None, &[0x0a, 0x1f, 0xff, 0xff, 0xff, 0]),
     c(op::INQUIRY, None, &[0x12, 0x01, 0xff, 0xff, 0xff, 0]),
     c(op::MODE_SELECT_6, None, &[0x15, 0x11, 0, 0, 0xff, 0]),
+    c(op::RESERVE_6, None, &[0x16, 0, 0, 0, 0, 0]),
+    c(op::RELEASE_6, None, &[0x17, 0, 0, 0, 0, 0]),
     c(op::MODE_SENSE_6, None, &[0x1a, 0x08, 0xff, 0xff, 0xff, 0]),
     c(op::START_STOP_UNIT, None, &[0x1b, 0x01, 0, 0x0f, 0xf7, 0]),
     c(op::PREVENT_ALLOW, None, &[0x1e, 0, 0, 0, 0x03, 0]),
@@ -62,9 +65,134 @@ pub(crate) const DISK: &[Supported] = &[
         &[0x55, 0x11, 0, 0, 0, 0, 0, 0xff, 0xff, 0],
     ),
     c(
+        op::RESERVE_10,
+        None,
+        &[0x56, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0],
+    ),
+    c(
+        op::RELEASE_10,
+        None,
+        &[0x57, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0],
+    ),
+    c(
         op::MODE_SENSE_10,
         None,
         &[0x5a, 0x18, 0xff, 0xff, 0, 0, 0, 0xff, 0xff, 0],
+    ),
+    c(
+        op::PERSISTENT_RESERVE_IN,
+        Some(in_sa::READ_KEYS as u16),
+        &[0x5e, in_sa::READ_KEYS, 0, 0, 0, 0, 0, 0xff, 0xff, 0],
+    ),
+    c(
+        op::PERSISTENT_RESERVE_IN,
+        Some(in_sa::READ_RESERVATION as u16),
+        &[0x5e, in_sa::READ_RESERVATION, 0, 0, 0, 0, 0, 0xff, 0xff, 0],
+    ),
+    c(
+        op::PERSISTENT_RESERVE_IN,
+        Some(in_sa::REPORT_CAPABILITIES as u16),
+        &[
+            0x5e,
+            in_sa::REPORT_CAPABILITIES,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0xff,
+            0xff,
+            0,
+        ],
+    ),
+    c(
+        op::PERSISTENT_RESERVE_IN,
+        Some(in_sa::READ_FULL_STATUS as u16),
+        &[0x5e, in_sa::READ_FULL_STATUS, 0, 0, 0, 0, 0, 0xff, 0xff, 0],
+    ),
+    c(
+        op::PERSISTENT_RESERVE_OUT,
+        Some(out_sa::REGISTER as u16),
+        &[
+            0x5f,
+            out_sa::REGISTER,
+            0xff,
+            0,
+            0,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0,
+        ],
+    ),
+    c(
+        op::PERSISTENT_RESERVE_OUT,
+        Some(out_sa::RESERVE as u16),
+        &[0x5f, out_sa::RESERVE, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0],
+    ),
+    c(
+        op::PERSISTENT_RESERVE_OUT,
+        Some(out_sa::RELEASE as u16),
+        &[0x5f, out_sa::RELEASE, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0],
+    ),
+    c(
+        op::PERSISTENT_RESERVE_OUT,
+        Some(out_sa::CLEAR as u16),
+        &[0x5f, out_sa::CLEAR, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0],
+    ),
+    c(
+        op::PERSISTENT_RESERVE_OUT,
+        Some(out_sa::PREEMPT as u16),
+        &[0x5f, out_sa::PREEMPT, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0],
+    ),
+    c(
+        op::PERSISTENT_RESERVE_OUT,
+        Some(out_sa::PREEMPT_AND_ABORT as u16),
+        &[
+            0x5f,
+            out_sa::PREEMPT_AND_ABORT,
+            0xff,
+            0,
+            0,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0,
+        ],
+    ),
+    c(
+        op::PERSISTENT_RESERVE_OUT,
+        Some(out_sa::REGISTER_AND_IGNORE as u16),
+        &[
+            0x5f,
+            out_sa::REGISTER_AND_IGNORE,
+            0xff,
+            0,
+            0,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0,
+        ],
+    ),
+    c(
+        op::PERSISTENT_RESERVE_OUT,
+        Some(out_sa::REGISTER_AND_MOVE as u16),
+        &[
+            0x5f,
+            out_sa::REGISTER_AND_MOVE,
+            0xff,
+            0,
+            0,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0,
+        ],
     ),
     c(
         op::READ_16,
@@ -197,6 +325,11 @@ pub(crate) const CONTROLLER: &[Supported] = &[
         ],
     ),
 ];
+
+/// Whether `table` has `opcode` with any service action.
+pub(crate) fn supports_opcode(table: &[Supported], opcode: u8) -> bool {
+    table.iter().any(|s| s.opcode == opcode)
+}
 
 /// Whether `table` has `opcode` (with `sa`, for commands with service actions).
 pub(crate) fn supports(table: &[Supported], opcode: u8, sa: u16) -> bool {

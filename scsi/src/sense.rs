@@ -55,6 +55,16 @@ pub mod asc {
     pub const POWER_ON_RESET: (u8, u8) = (0x29, 0x00);
     /// MODE PARAMETERS CHANGED.
     pub const MODE_PARAMETERS_CHANGED: (u8, u8) = (0x2a, 0x01);
+    /// RESERVATIONS PREEMPTED (SPC-4 §5.9.11.5).
+    pub const RESERVATIONS_PREEMPTED: (u8, u8) = (0x2a, 0x03);
+    /// RESERVATIONS RELEASED (SPC-4 §5.9.11.2).
+    pub const RESERVATIONS_RELEASED: (u8, u8) = (0x2a, 0x04);
+    /// REGISTRATIONS PREEMPTED (SPC-4 §5.9.11.5).
+    pub const REGISTRATIONS_PREEMPTED: (u8, u8) = (0x2a, 0x05);
+    /// INVALID RELEASE OF PERSISTENT RESERVATION (SPC-4 §5.9.11.2).
+    pub const INVALID_RELEASE_OF_PERSISTENT_RESERVATION: (u8, u8) = (0x26, 0x04);
+    /// INSUFFICIENT REGISTRATION RESOURCES (SPC-4 §5.9.7).
+    pub const INSUFFICIENT_REGISTRATION_RESOURCES: (u8, u8) = (0x55, 0x04);
     /// CAPACITY DATA HAS CHANGED.
     pub const CAPACITY_CHANGED: (u8, u8) = (0x2a, 0x09);
     /// REPORTED LUNS DATA HAS CHANGED.
@@ -102,6 +112,19 @@ impl Sense {
             field: Some((true, byte, bit)),
             ..Sense::new(key::ILLEGAL_REQUEST, asc::INVALID_FIELD_IN_CDB)
         }
+    }
+
+    /// INVALID FIELD IN PARAMETER LIST pointing at `byte` (and `bit`) of the parameter list.
+    pub fn invalid_parameter_field(byte: u16, bit: Option<u8>) -> Sense {
+        Sense {
+            field: Some((false, byte, bit)),
+            ..Sense::new(key::ILLEGAL_REQUEST, asc::INVALID_FIELD_IN_PARAMETER_LIST)
+        }
+    }
+
+    /// PARAMETER LIST LENGTH ERROR.
+    pub fn parameter_list_length() -> Sense {
+        Sense::new(key::ILLEGAL_REQUEST, asc::PARAMETER_LIST_LENGTH_ERROR)
     }
 
     fn sks(&self) -> Option<[u8; 3]> {

@@ -8,6 +8,7 @@ use crate::inquiry::{self, TYPE_CONTROLLER, TYPE_DISK};
 use crate::lu::{Lu, LuConfig};
 use crate::mode::{self, PageControl};
 use crate::opcodes;
+use crate::reservation::{normalize_port, Refusal};
 use crate::sense::{asc, key, Sense};
 use crate::{Action, Command, IoOutcome, NexusId, Response, ScsiError, ScsiStatus};
 
@@ -40,7 +41,19 @@ pub struct LuStatus {
 pub struct Target {
     cfg: TargetConfig,
     lus: BTreeMap<u64, Lu>,
-    nexuses: BTreeSet<NexusId>,
+    /// Each I_T nexus with its initiator port name.
+    nexuses: BTreeMap<NexusId, String>,
+    /// LUNs whose APTPL reservation state changed since the caller last asked.
+    dirty_reservations: BTreeSet<u64>,
+}
+
+/// RESERVATION CONFLICT status, which carries no sense data (SAM-5 §5.3.1).
+fn conflict() -> Action {
+    Action::Respond(Response {
+        status: ScsiStatus::ReservationConflict,
+        sense: None,
+        data: Vec::new(),
+    })
 }
 
 fn check(sense: Sense, descriptor: bool) -> Response {
@@ -75,7 +88,8 @@ impl Target {
         Target {
             cfg,
             lus,
-            nexuses: BTreeSet::new(),
+            nexuses: BTreeMap::new(),
+            dirty_reservations: BTreeSet::new(),
         }
     }
 
@@ -92,13 +106,13 @@ impl Target {
         }
         let lun = cfg.lun;
         let mut lu = Lu::new(cfg);
-        for &n in &self.nexuses {
+        for &n in self.nexuses.keys() {
             lu.add_ua(n, asc::POWER_ON_RESET);
         }
         self.lus.insert(lun, lu);
         for (&l, lu) in self.lus.iter_mut() {
             if l != lun {
-                for &n in &self.nexuses {
+                for &n in self.nexuses.keys() {
                     lu.add_ua(n, asc::REPORTED_LUNS_CHANGED);
                 }
             }
@@ -112,8 +126,9 @@ impl Target {
             return Err(ScsiError::LunZero);
         }
         self.lus.remove(&lun).ok_or(ScsiError::NoSuchLun(lun))?;
+        self.dirty_reservations.remove(&lun);
         for lu in self.lus.values_mut() {
-            for &n in &self.nexuses {
+            for &n in self.nexuses.keys() {
                 lu.add_ua(n, asc::REPORTED_LUNS_CHANGED);
             }
         }
@@ -128,7 +143,7 @@ impl Target {
             .filter(|_| lun != 0)
             .ok_or(ScsiError::NoSuchLun(lun))?;
         lu.cfg.blocks = blocks;
-        for &n in &self.nexuses {
+        for &n in self.nexuses.keys() {
             lu.add_ua(n, asc::CAPACITY_CHANGED);
         }
         Ok(())
@@ -160,7 +175,7 @@ impl Target {
             ..cfg
         };
         lu.medium_present = online;
-        for &n in &self.nexuses {
+        for &n in self.nexuses.keys() {
             lu.add_ua(n, asc::INQUIRY_DATA_CHANGED);
         }
         Ok(())
@@ -176,31 +191,37 @@ impl Target {
         self.lus.contains_key(&lun)
     }
 
-    /// A new I_T nexus: it starts with a power-on unit attention on every LU.
-    pub fn nexus_added(&mut self, nexus: NexusId) {
-        self.nexuses.insert(nexus);
+    /// A new I_T nexus from `initiator_port` (for iSCSI `<name>,i,0x<isid>`, see
+    /// [`crate::iscsi_initiator_port`]): it starts with a power-on unit attention on every LU.
+    /// Reservations are kept by initiator port, so a port that logs in again finds its
+    /// registrations.
+    pub fn nexus_added(&mut self, nexus: NexusId, initiator_port: &str) {
+        self.nexuses.insert(nexus, normalize_port(initiator_port));
         for lu in self.lus.values_mut() {
             lu.ua.remove(&nexus);
             lu.add_ua(nexus, asc::POWER_ON_RESET);
         }
     }
 
-    /// An I_T nexus is gone: its unit attentions and medium-removal prevention go with it.
+    /// An I_T nexus is gone: its unit attentions, medium-removal prevention and SPC-2
+    /// reservations go with it; persistent registrations stay (SPC-4 §5.9.6).
     pub fn nexus_removed(&mut self, nexus: NexusId) {
         self.nexuses.remove(&nexus);
         for lu in self.lus.values_mut() {
             lu.ua.remove(&nexus);
             lu.prevent.remove(&nexus);
+            lu.reservations.nexus_lost(nexus);
         }
     }
 
-    /// A reset of one LU (or all, for a target reset): prevention is cleared and every
-    /// nexus is told by unit attention.
+    /// A reset of one LU (or all, for a target reset): prevention and SPC-2 reservations are
+    /// cleared and every nexus is told by unit attention. Persistent reservations stay.
     pub fn reset(&mut self, lun: Option<u64>) {
         for (&l, lu) in self.lus.iter_mut() {
             if lun.is_none_or(|x| x == l) {
                 lu.prevent.clear();
-                for &n in &self.nexuses {
+                lu.reservations.reset();
+                for &n in self.nexuses.keys() {
                     lu.add_ua(n, asc::POWER_ON_RESET);
                 }
             }
@@ -215,6 +236,8 @@ impl Target {
         match cdb.first() {
             Some(&op::MODE_SELECT_6) => u64::from(cdb[4]),
             Some(&op::MODE_SELECT_10) => u64::from(u16_at(cdb, 7)),
+            Some(&op::PERSISTENT_RESERVE_OUT) if lun != 0 => u64::from(u32_at(cdb, 5)),
+            Some(&op::RESERVE_10 | &op::RELEASE_10) if lun != 0 => u64::from(u16_at(cdb, 7)),
             Some(_) if lun != 0 => lu.data_out_len(cdb),
             _ => 0,
         }
@@ -302,6 +325,15 @@ impl Target {
         };
         let sa = u16::from(cdb[1] & 0x1f);
         if !opcodes::supports(table, opcode, sa) {
+            // An unknown service action of PERSISTENT RESERVE IN or OUT is a bad CDB field
+            // (SPC-4 §6.15.1, §6.16.1), not an unknown command.
+            if matches!(
+                opcode,
+                op::PERSISTENT_RESERVE_IN | op::PERSISTENT_RESERVE_OUT
+            ) && opcodes::supports_opcode(table, opcode)
+            {
+                return Err(Sense::invalid_cdb_field(1, Some(4)));
+            }
             return Err(Sense::new(key::ILLEGAL_REQUEST, asc::INVALID_OPCODE));
         }
         let lu = self.lus.get_mut(&lun).expect("checked by execute");
@@ -311,6 +343,10 @@ impl Target {
             if let Some(code) = lu.take_ua(nexus) {
                 return Err(Sense::new(key::UNIT_ATTENTION, code));
             }
+        }
+        let port = self.nexuses.get(&nexus).map_or("", String::as_str);
+        if lu.reservations.conflicts(nexus, port, cdb) {
+            return Ok(conflict());
         }
         let device_type = if controller {
             TYPE_CONTROLLER
@@ -380,7 +416,7 @@ impl Target {
                 if lu.mode != before {
                     let others: Vec<NexusId> = self
                         .nexuses
-                        .iter()
+                        .keys()
                         .copied()
                         .filter(|&n| n != nexus)
                         .collect();
@@ -399,8 +435,73 @@ impl Target {
                 lu.prevent_allow(nexus, cdb)?;
                 good(Vec::new())
             }
+            op::RESERVE_6 | op::RESERVE_10 => match lu.reservations.reserve(nexus, cdb) {
+                Ok(()) => good(Vec::new()),
+                Err(r) => refused(r),
+            },
+            op::RELEASE_6 | op::RELEASE_10 => match lu.reservations.release(nexus, cdb) {
+                Ok(()) => good(Vec::new()),
+                Err(r) => refused(r),
+            },
+            op::PERSISTENT_RESERVE_IN => good(
+                lu.reservations
+                    .persistent_in(cdb, self.cfg.relative_port_id)?,
+            ),
+            op::PERSISTENT_RESERVE_OUT => {
+                let aptpl_before = lu.reservations.aptpl();
+                let effects = match lu.reservations.persistent_out(
+                    port,
+                    cdb,
+                    data_out,
+                    self.cfg.relative_port_id,
+                ) {
+                    Ok(fx) => fx,
+                    Err(r) => return refused(r),
+                };
+                for (to, code) in &effects.unit_attentions {
+                    for (&n, p) in &self.nexuses {
+                        if p == to {
+                            lu.add_ua(n, *code);
+                        }
+                    }
+                }
+                // Saved state must follow every change while APTPL is (or was just) on.
+                if effects.changed && (aptpl_before || lu.reservations.aptpl()) {
+                    self.dirty_reservations.insert(lun);
+                }
+                good(Vec::new())
+            }
             _ => lu.block_command(cdb, data_out),
         }
+    }
+
+    /// The reservation state of an LU that must survive power loss (APTPL, SPC-4 §5.9.4),
+    /// to be saved by the caller; `None` when nothing must be kept, and the caller then
+    /// removes what it saved before.
+    pub fn reservation_state(&self, lun: u64) -> Option<Vec<u8>> {
+        self.lus.get(&lun)?.reservations.snapshot()
+    }
+
+    /// Restores reservation state saved from [`Target::reservation_state`], typically at
+    /// start-up. Garbage is refused and leaves the LU's reservations as they were.
+    pub fn restore_reservations(&mut self, lun: u64, state: &[u8]) -> Result<(), ScsiError> {
+        let lu = self
+            .lus
+            .get_mut(&lun)
+            .filter(|_| lun != 0)
+            .ok_or(ScsiError::NoSuchLun(lun))?;
+        lu.reservations
+            .restore(state)
+            .map_err(|source| ScsiError::ReservationState { lun, source })
+    }
+
+    /// LUNs whose saved reservation state is stale since the last call: for each, save
+    /// [`Target::reservation_state`] (or remove the saved state when it is `None`) before
+    /// relying on it across a restart.
+    pub fn take_dirty_reservations(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.dirty_reservations)
+            .into_iter()
+            .collect()
     }
 
     fn mode_sense(lu: &Lu, cdb: &[u8]) -> Result<Vec<u8>, Sense> {
@@ -534,6 +635,13 @@ impl Target {
     }
 }
 
+fn refused(r: Refusal) -> Result<Action, Sense> {
+    match r {
+        Refusal::Conflict => Ok(conflict()),
+        Refusal::Check(s) => Err(s),
+    }
+}
+
 /// ENOSPC on Linux (kept here so this crate needs no libc).
 const fn libc_enospc() -> i32 {
     28
@@ -569,7 +677,7 @@ mod tests {
             max_xfer_blocks: 32768,
         })
         .unwrap();
-        t.nexus_added(N);
+        t.nexus_added(N, "iqn.2026-11.io.test:one,i,0x000000000001");
         t
     }
 
@@ -600,7 +708,7 @@ mod tests {
             Action::Respond(Response::good(vec![]))
         );
         // INQUIRY does not consume unit attentions.
-        t.nexus_added(NexusId(2));
+        t.nexus_added(NexusId(2), "iqn.2026-11.io.test:two,i,0x000000000002");
         let inq = [0x12, 0, 0, 0, 36, 0];
         let a = t.execute(&Command {
             nexus: NexusId(2),

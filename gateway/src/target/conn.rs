@@ -115,7 +115,8 @@ impl TargetThread {
         reader.push(&h.leftover);
         self.next_nexus += 1;
         let nexus = NexusId(self.next_nexus);
-        self.scsi.nexus_added(nexus);
+        let initiator_port = gw_scsi::iscsi_initiator_port(&params.initiator_name, h.outcome.isid);
+        self.scsi.nexus_added(nexus, &initiator_port);
         let fd_raw = h.fd.as_raw_fd();
         let conn = Conn {
             fd: h.fd,
