@@ -265,6 +265,7 @@ pub fn start(
     timeouts: crate::mgmt::Timeouts,
     admin: Option<AdminSocket>,
     config_path: Option<std::path::PathBuf>,
+    state_dir: Option<PathBuf>,
 ) -> Result<Daemon, StartError> {
     gw_uring::probe()?;
     let stores = open_stores(config)?;
@@ -293,6 +294,9 @@ pub fn start(
                 stores,
                 cpu,
                 stats: stats.clone(),
+                pr_dir: state_dir
+                    .as_deref()
+                    .map(|d| target::aptpl::target_dir(d, &t.name)),
             },
             gw_uring::RingOptions::default(),
             mgmt_tx.clone(),
@@ -339,6 +343,7 @@ pub fn start(
         to_self: mgmt_tx.clone(),
         cpus: cpus.to_vec(),
         config_path,
+        state_dir,
     };
     let mgmt = Mgmt::new(ring, portals, entries, inbox, setup)?;
     Ok(Daemon {

@@ -364,6 +364,8 @@ pub struct Mgmt {
     pub(crate) stopping_targets: Vec<(u32, TargetHandle, Option<u64>)>,
     /// The configuration file, re-read on SIGHUP.
     pub(crate) config_path: Option<std::path::PathBuf>,
+    /// Where state that outlives the daemon is kept.
+    pub(crate) state_dir: Option<std::path::PathBuf>,
 }
 
 /// What the management thread is started with besides its ring, portals and targets.
@@ -379,6 +381,8 @@ pub struct MgmtSetup {
     pub cpus: Vec<usize>,
     /// The configuration file to re-read on SIGHUP.
     pub config_path: Option<std::path::PathBuf>,
+    /// Where state that outlives the daemon is kept (APTPL reservations).
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// How long connections may take on the management thread.
@@ -465,6 +469,7 @@ impl Mgmt {
             cpus: setup.cpus,
             stopping_targets: Vec::new(),
             config_path: setup.config_path,
+            state_dir: setup.state_dir,
         };
         for (i, p) in mgmt.portals.iter_mut().enumerate() {
             let p = p.as_mut().expect("all portals are open at start");

@@ -206,6 +206,17 @@ impl Daemon {
                     .flat_map(|p| ["--portal".to_string(), p.to_string()]),
             )
             .args(&self.args)
+            .args(
+                (!self.args.iter().any(|a| a == "--state-dir"))
+                    .then(|| {
+                        [
+                            "--state-dir".to_string(),
+                            self.dir.0.join("state").display().to_string(),
+                        ]
+                    })
+                    .into_iter()
+                    .flatten(),
+            )
             .env("TGT_IPC_SOCKET", self.admin_socket_base())
             .stdout(Stdio::piped())
             .stderr(log)

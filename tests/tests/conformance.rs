@@ -93,4 +93,12 @@ suites! {
     read_only => "ALL.ReadOnly", ReadOnly;
     iscsi_residuals => "iSCSI.iSCSIResiduals", Plain;
     iscsi_tmf => "iSCSI.iSCSITMF", Plain;
+    prin_read_keys => "ALL.PrinReadKeys", Plain;
+    prin_serviceaction_range => "ALL.PrinServiceactionRange", Plain;
+    prin_report_capabilities => "ALL.PrinReportCapabilities", Plain;
+    prout_register => "ALL.ProutRegister", Plain;
+    prout_reserve => "ALL.ProutReserve", Plain;
+    prout_clear => "ALL.ProutClear", Plain;
+    prout_preempt => "ALL.ProutPreempt", Plain;
+    reserve6 => "ALL.Reserve6", Plain;
 }

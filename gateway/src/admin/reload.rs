@@ -278,6 +278,10 @@ impl Mgmt {
                 stores,
                 cpu,
                 stats: stats.clone(),
+                pr_dir: self
+                    .state_dir
+                    .as_deref()
+                    .map(|d| target::aptpl::target_dir(d, &conf.name)),
             },
             gw_uring::RingOptions::default(),
             self.to_self.clone(),

@@ -609,6 +609,10 @@ impl Mgmt {
                 stores: Vec::new(),
                 cpu,
                 stats: stats.clone(),
+                pr_dir: self
+                    .state_dir
+                    .as_deref()
+                    .map(|d| target::aptpl::target_dir(d, &name)),
             },
             gw_uring::RingOptions::default(),
             self.to_self.clone(),

@@ -52,7 +52,8 @@ struct Args {
     #[arg(long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,
 
-    /// Where the embedded default keeps its LUN files.
+    /// Where the embedded default keeps its LUN files, and every configuration its state
+    /// that outlives the daemon (persistent reservations with APTPL, under reservations/).
     /// Default: /var/lib/gatewayd as root, else $XDG_STATE_HOME/gatewayd or ~/.local/state/gatewayd.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
@@ -180,6 +181,11 @@ fn main() -> anyhow::Result<()> {
         timeouts,
         admin,
         args.config.clone(),
+        Some(
+            args.state_dir
+                .clone()
+                .unwrap_or_else(daemon::default_state_dir),
+        ),
     )?;
 
     let tx = d.mgmt_tx.clone();

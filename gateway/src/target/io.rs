@@ -25,6 +25,9 @@ enum DataSource<'a> {
     Buf(IoBuf),
 }
 
+/// PERSISTENT RESERVE OUT (SPC-4 §6.16), whose changes may have to be saved.
+const PERSISTENT_RESERVE_OUT: u8 = 0x5f;
+
 impl TargetThread {
     /// Runs a task whose data-out is complete.
     pub(super) fn execute(&mut self, t: usize) {
@@ -40,6 +43,10 @@ impl TargetThread {
             cdb: &task.cdb,
             data_out,
         });
+        if task.cdb[0] == PERSISTENT_RESERVE_OUT {
+            // Durable before the status leaves (APTPL).
+            self.save_reservations();
+        }
         match action {
             Action::Respond(response) => self.finish_task(t, response, None),
             Action::Read { offset, len } => self.start_read(t, offset, len, false),

@@ -2,6 +2,7 @@
 //! its LUNs and their backing stores. Nothing here is shared with any other thread; the
 //! management thread reaches it only through its mailbox.
 
+pub mod aptpl;
 mod conn;
 mod io;
 mod task;
@@ -45,6 +46,8 @@ pub struct TargetSetup {
     pub cpu: Option<usize>,
     /// Shared counters this thread updates (read by the admin side).
     pub stats: std::sync::Arc<TargetStats>,
+    /// Where persistent reservations with APTPL are kept (None: not kept).
+    pub pr_dir: Option<std::path::PathBuf>,
 }
 
 /// A running target thread.
@@ -168,6 +171,7 @@ pub(crate) struct TargetThread {
     pub data_out_bytes: usize,
     stopping: bool,
     pub stats: std::sync::Arc<TargetStats>,
+    pr_dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for TargetThread {
@@ -215,6 +219,7 @@ impl TargetThread {
             data_out_bytes: 0,
             stopping: false,
             stats: setup.stats,
+            pr_dir: setup.pr_dir,
         }
     }
 
@@ -225,6 +230,9 @@ impl TargetThread {
             .watch_eventfd(efd, Token::Mailbox.encode())
             .expect("a fresh ring has room for its mailbox watch");
         let mut completions = Vec::with_capacity(256);
+        for lun in self.scsi.luns() {
+            self.restore_reservations(lun);
+        }
         tracing::info!(tid = self.tid, "target thread running");
         // When work just ended, keep polling the ring for a short while before sleeping: on
         // a loaded host, waking a sleeping thread costs far more than the next request takes
@@ -311,6 +319,7 @@ impl TargetThread {
                         block_size,
                     },
                 );
+                self.restore_reservations(lun);
                 tracing::info!(tid = self.tid, lun, "LUN added");
             }
             Control::RemoveLun { lun } => {
