@@ -263,17 +263,20 @@ pub fn start(
             gw_uring::RingOptions::default(),
             mgmt_tx.clone(),
         )?;
-        entries.push(TargetEntry::new(
-            t.tid,
-            t.name.clone(),
-            t.initiator_addresses
-                .iter()
-                .filter_map(|a| AddressRule::parse(a))
-                .collect(),
-            t.initiator_names.clone(),
-            limits,
-            handle,
-        ));
+        entries.push(
+            TargetEntry::new(
+                t.tid,
+                t.name.clone(),
+                t.initiator_addresses
+                    .iter()
+                    .filter_map(|a| AddressRule::parse(a))
+                    .collect(),
+                t.initiator_names.clone(),
+                limits,
+                handle,
+            )
+            .with_accounts(t.accounts.clone()),
+        );
     }
     let mut portals = Vec::with_capacity(portal_addrs.len());
     for &addr in portal_addrs {
@@ -286,7 +289,8 @@ pub fn start(
         io_buf_count: 0,
         ..Default::default()
     })?;
-    let mgmt = Mgmt::new(ring, portals, entries, inbox, timeouts)?;
+    let mut mgmt = Mgmt::new(ring, portals, entries, inbox, timeouts)?;
+    mgmt.set_discovery_accounts(config.discovery_accounts.clone());
     Ok(Daemon {
         mgmt,
         portals: bound,

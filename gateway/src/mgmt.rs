@@ -13,6 +13,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use gw_uring::{Completion, Errno, Mailbox, OpId, RecvBuf, Ring, SendChain};
 use slab::Slab;
 
+use crate::iscsi::chap::Accounts;
 use crate::iscsi::discovery::{DiscoveredTarget, TextExchange};
 use crate::iscsi::login::{
     Login, LoginOutcome, LoginRefusal, LoginStep, ResolvedTarget, TargetDirectory,
@@ -114,6 +115,8 @@ pub struct TargetEntry {
     pub initiator_names: Vec<String>,
     /// What its logins negotiate from.
     pub limits: TargetLimits,
+    /// CHAP accounts its logins authenticate with; no incoming account: none required.
+    pub accounts: Accounts,
     /// Its thread.
     pub handle: TargetHandle,
     /// Live sessions: (initiator name, ISID) -> TSIH.
@@ -137,10 +140,17 @@ impl TargetEntry {
             addresses,
             initiator_names,
             limits,
+            accounts: Accounts::default(),
             handle,
             sessions: HashMap::new(),
             next_tsih: 0,
         }
+    }
+
+    /// The same entry, authenticating its logins with `accounts`.
+    pub fn with_accounts(mut self, accounts: Accounts) -> TargetEntry {
+        self.accounts = accounts;
+        self
     }
 
     /// Whether this initiator, from this address, may log in (and see the target).
@@ -266,6 +276,7 @@ pub struct Mgmt {
     stopping: bool,
     next_serial: u32,
     timeouts: Timeouts,
+    discovery_accounts: Accounts,
 }
 
 /// How long connections may take on the management thread.
@@ -289,6 +300,7 @@ impl Default for Timeouts {
 /// A [`TargetDirectory`] answering for one connection's peer.
 struct Directory<'a> {
     targets: &'a [TargetEntry],
+    discovery: &'a Accounts,
     peer: IpAddr,
 }
 
@@ -312,7 +324,12 @@ impl TargetDirectory for Directory<'_> {
             tpgt: PORTAL_GROUP_TAG,
             alias: None,
             limits: entry.limits.clone(),
+            accounts: entry.accounts.clone(),
         })
+    }
+
+    fn discovery_accounts(&self) -> Accounts {
+        self.discovery.clone()
     }
 }
 
@@ -336,6 +353,7 @@ impl Mgmt {
             stopping: false,
             next_serial: 0,
             timeouts,
+            discovery_accounts: Accounts::default(),
         };
         for (i, p) in mgmt.portals.iter().enumerate() {
             mgmt.ring
@@ -344,6 +362,12 @@ impl Mgmt {
         mgmt.ring
             .watch_eventfd(mgmt.inbox.eventfd(), Token::Mailbox.encode())?;
         Ok(mgmt)
+    }
+
+    /// Requires discovery sessions to authenticate with `accounts` (none incoming: no
+    /// authentication).
+    pub fn set_discovery_accounts(&mut self, accounts: Accounts) {
+        self.discovery_accounts = accounts;
     }
 
     /// Runs until a SIGTERM or SIGINT, then stops every target thread and returns.
@@ -523,6 +547,7 @@ impl Mgmt {
         };
         let dir = Directory {
             targets: &self.targets,
+            discovery: &self.discovery_accounts,
             peer: conn.peer.ip(),
         };
         match login.on_pdu(&pdu, &dir) {
@@ -547,7 +572,12 @@ impl Mgmt {
                 };
                 let (bhs, data) = login.finish(tsih);
                 conn.queue(&bhs, &data);
-                tracing::info!(peer = %conn.peer, initiator = %outcome.params.initiator_name, "discovery session");
+                tracing::info!(
+                    peer = %conn.peer,
+                    initiator = %outcome.params.initiator_name,
+                    chap_user = outcome.chap_user.as_deref().unwrap_or("-"),
+                    "discovery session"
+                );
                 conn.reader
                     .set_max_data_segment_bytes(outcome.params.max_recv_data_segment_len);
                 conn.digests = Digests {
@@ -610,6 +640,7 @@ impl Mgmt {
             peer = %conn.peer,
             initiator = %outcome.params.initiator_name,
             target = %target.name,
+            chap_user = outcome.chap_user.as_deref().unwrap_or("-"),
             tsih,
             "login"
         );
