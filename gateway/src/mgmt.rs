@@ -575,7 +575,7 @@ impl Mgmt {
                 tracing::info!(
                     peer = %conn.peer,
                     initiator = %outcome.params.initiator_name,
-                    chap_user = outcome.chap_user.as_deref().unwrap_or("-"),
+                    chap_user = %outcome.chap_user.as_deref().unwrap_or("-"),
                     "discovery session"
                 );
                 conn.reader
@@ -640,7 +640,7 @@ impl Mgmt {
             peer = %conn.peer,
             initiator = %outcome.params.initiator_name,
             target = %target.name,
-            chap_user = outcome.chap_user.as_deref().unwrap_or("-"),
+            chap_user = %outcome.chap_user.as_deref().unwrap_or("-"),
             tsih,
             "login"
         );
