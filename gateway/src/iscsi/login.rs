@@ -999,13 +999,12 @@ mod chap_tests {
         l.on_pdu(&request(0, 1, true, &pairs), &Dir)
     }
 
+    /// Builds the response keys from the algorithm, identifier and challenge the target sent.
+    type KeysFor = dyn Fn(Algorithm, u8, &[u8]) -> Vec<(String, String)>;
+
     #[test]
     fn failed_exchanges_are_authentication_failures() {
-        let cases: Vec<(
-            &str,
-            &str,
-            Box<dyn Fn(Algorithm, u8, &[u8]) -> Vec<(String, String)>>,
-        )> = vec![
+        let cases: Vec<(&str, &str, Box<KeysFor>)> = vec![
             (
                 "wrong secret",
                 "iqn.t:oneway",
