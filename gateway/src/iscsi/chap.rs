@@ -375,7 +375,7 @@ impl Exchange {
 
 /// The first algorithm of the initiator's list that this target supports.
 fn choose_algorithm(offered: &str) -> Result<Algorithm, ChapError> {
-    let entries: Vec<&str> = offered.split(',').collect();
+    let entries: Vec<&str> = offered.split(',').take(ALGORITHMS_MAX + 1).collect();
     if entries.len() > ALGORITHMS_MAX {
         return Err(ChapError::BadValue {
             key: "CHAP_A",
@@ -394,7 +394,11 @@ fn choose_algorithm(offered: &str) -> Result<Algorithm, ChapError> {
 /// A numeric value: decimal, or hex with `0x` (RFC 7143 §6.1).
 fn parse_number(text: &str) -> Option<u32> {
     match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-        Some(hex) if !hex.is_empty() && hex.len() <= 8 => u32::from_str_radix(hex, 16).ok(),
+        Some(hex)
+            if !hex.is_empty() && hex.len() <= 8 && hex.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            u32::from_str_radix(hex, 16).ok()
+        }
         Some(_) => None,
         None if !text.is_empty()
             && text.len() <= 10
@@ -431,7 +435,11 @@ pub fn encode_hex(bytes: &[u8]) -> String {
 /// leading zero) or `0b`/`0B` base64, at most [`BINARY_BYTES_MAX`] bytes once decoded.
 pub fn decode_binary(key: &'static str, text: &str) -> Result<Vec<u8>, ChapError> {
     let bad = |why| ChapError::BadValue { key, why };
-    let (prefix, body) = text.split_at(text.len().min(2));
+    // Values come off the wire and may hold any character: split on a char boundary only.
+    let (prefix, body) = match (text.get(..2), text.get(2..)) {
+        (Some(prefix), Some(body)) => (prefix, body),
+        _ => return Err(bad("neither 0x (hex) nor 0b (base64) encoded")),
+    };
     let bytes = match prefix {
         "0x" | "0X" => {
             if body.len() > 2 * BINARY_BYTES_MAX {
@@ -793,6 +801,37 @@ mod tests {
             x.step(&request, &accounts(false)),
             Err(ChapError::NoOutgoingAccount)
         );
+    }
+
+    /// Hostile values never panic: multi-byte characters at every position, odd lengths, and
+    /// pseudo-random bytes through every key of both steps.
+    #[test]
+    fn hostile_values_are_refused_not_panicked_on() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let alphabet: Vec<char> = "0xXbB=+/aZ9,é€\u{0}- ".chars().collect();
+        for round in 0..4000 {
+            let len = (next() % 40) as usize;
+            let value: String = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            let _ = decode_binary("K", &value);
+            let _ = parse_number(&value);
+            let _ = choose_algorithm(&value);
+            let (mut x, _) = started("5");
+            let key = ["CHAP_N", "CHAP_R", "CHAP_I", "CHAP_C"][round % 4];
+            let mut k = keys(&[("CHAP_N", "alice"), ("CHAP_R", "0x00")]);
+            k.take(key, &value).unwrap();
+            assert!(x.step(&k, &accounts(true)).is_err(), "{key}={value:?}");
+        }
+        assert!(decode_binary("K", "0é").is_err());
+        assert!(decode_binary("K", "é").is_err());
+        assert_eq!(parse_number("0x+5"), None);
     }
 
     #[test]
