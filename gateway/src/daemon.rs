@@ -263,20 +263,21 @@ pub fn start(
             gw_uring::RingOptions::default(),
             mgmt_tx.clone(),
         )?;
-        entries.push(
-            TargetEntry::new(
-                t.tid,
-                t.name.clone(),
-                t.initiator_addresses
-                    .iter()
-                    .filter_map(|a| AddressRule::parse(a))
-                    .collect(),
-                t.initiator_names.clone(),
-                limits,
-                handle,
-            )
-            .with_accounts(t.accounts.clone()),
-        );
+        entries.push(TargetEntry::new(
+            t.tid,
+            t.name.clone(),
+            t.initiator_addresses
+                .iter()
+                .filter_map(|a| AddressRule::parse(a))
+                .collect(),
+            t.initiator_names.clone(),
+            limits,
+            handle,
+        ));
+    }
+    for (entry, t) in entries.iter_mut().zip(&config.targets) {
+        assert_eq!(entry.tid, t.tid, "entries follow the configuration's order");
+        entry.accounts = t.accounts.clone();
     }
     let mut portals = Vec::with_capacity(portal_addrs.len());
     for &addr in portal_addrs {

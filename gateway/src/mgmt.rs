@@ -147,12 +147,6 @@ impl TargetEntry {
         }
     }
 
-    /// The same entry, authenticating its logins with `accounts`.
-    pub fn with_accounts(mut self, accounts: Accounts) -> TargetEntry {
-        self.accounts = accounts;
-        self
-    }
-
     /// Whether this initiator, from this address, may log in (and see the target).
     pub fn allows(&self, initiator: &str, peer: IpAddr) -> bool {
         (self.addresses.is_empty() || self.addresses.iter().any(|r| r.matches(peer)))
