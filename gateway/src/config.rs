@@ -20,7 +20,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::iscsi::chap::{Account, Accounts, SECRET_CHARS_MAX, SECRET_CHARS_MIN, USER_CHARS_MAX};
+use crate::iscsi::chap::{Account, Accounts, SECRET_CHARS_MAX, SECRET_CHARS_MIN, USER_BYTES_MAX};
 
 /// Most targets one configuration may declare.
 pub const TARGETS_MAX: usize = 256;
@@ -739,11 +739,11 @@ fn add_account(
             format!("`{key}` takes a user and a secret: write `{key} USER SECRET` (no spaces inside either)"),
         ));
     };
-    if user.chars().count() > USER_CHARS_MAX {
+    if user.len() > USER_BYTES_MAX {
         return Err(err(
             file,
             line,
-            format!("{key}: the user name is longer than {USER_CHARS_MAX} characters"),
+            format!("{key}: the user name is longer than {USER_BYTES_MAX} bytes; shorten it"),
         ));
     }
     let n = secret.chars().count();

@@ -31,8 +31,8 @@ pub const ALGORITHMS_MAX: usize = 16;
 pub const SECRET_CHARS_MIN: usize = 12;
 /// Longest secret a configuration may hold, in characters.
 pub const SECRET_CHARS_MAX: usize = 255;
-/// Longest user name a configuration may hold, in characters.
-pub const USER_CHARS_MAX: usize = NAME_BYTES_MAX;
+/// Longest user name a configuration may hold, in bytes (what CHAP_N may carry).
+pub const USER_BYTES_MAX: usize = NAME_BYTES_MAX;
 
 /// A CHAP hash function, by its CHAP_A number (RFC 7143 §12.1.3, RFC 7143's IANA registry).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

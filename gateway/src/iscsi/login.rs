@@ -870,6 +870,7 @@ pub(super) mod tests {
     }
 }
 
+/// CHAP in the login machine: whole exchanges against the test directory of `tests`.
 #[cfg(test)]
 mod chap_tests {
     use super::tests::*;
