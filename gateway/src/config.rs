@@ -7,9 +7,20 @@
 //! apply to that LUN only. Directives written at target level apply to every LUN of the
 //! target. Anything not understood is an error naming the file, the line and what to write
 //! instead: nothing is half applied.
+//!
+//! CHAP (RFC 7143 §12.1.3) is configured as tgt-admin knows it: `incominguser USER SECRET`
+//! (repeatable) lists the initiators' accounts, and once one is given every login must pass
+//! CHAP; `outgoinguser USER SECRET` (at most once) is what the target answers with when an
+//! initiator asks for mutual CHAP. Inside a `<target>` block they protect that target; at top
+//! level they protect discovery sessions (tgt's discovery account). Secrets are 12 to 255
+//! characters: 12 to 16 is what Windows initiators accept, and shorter secrets fall to offline
+//! guessing from one captured exchange. An outgoing secret may not repeat an incoming one
+//! (RFC 7143 §12.1.3: a secret authenticates in one direction only).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+
+use crate::iscsi::chap::{Account, Accounts, SECRET_CHARS_MAX, SECRET_CHARS_MIN, USER_BYTES_MAX};
 
 /// Most targets one configuration may declare.
 pub const TARGETS_MAX: usize = 256;
@@ -137,6 +148,8 @@ pub struct TargetConf {
     pub iscsi_keys: Vec<(String, String)>,
     /// CPU the target thread is pinned to (gateway extension `cpu N`).
     pub cpu: Option<usize>,
+    /// CHAP accounts (`incominguser`, `outgoinguser`); no incoming account: no CHAP.
+    pub accounts: Accounts,
 }
 
 /// A whole configuration.
@@ -144,6 +157,8 @@ pub struct TargetConf {
 pub struct Config {
     /// Targets in file order.
     pub targets: Vec<TargetConf>,
+    /// CHAP accounts of discovery sessions (top-level `incominguser`, `outgoinguser`).
+    pub discovery_accounts: Accounts,
 }
 
 /// The iSCSI keys a target block may set, as tgt-admin passes them to tgtadm.
@@ -197,9 +212,13 @@ impl Config {
                 initiator_names: Vec::new(),
                 iscsi_keys: Vec::new(),
                 cpu: None,
+                accounts: Accounts::default(),
             })
             .collect();
-        Config { targets }
+        Config {
+            targets,
+            discovery_accounts: Accounts::default(),
+        }
     }
 }
 
@@ -220,6 +239,8 @@ struct PendingTarget {
     luns: Vec<PendingLun>,
     file: PathBuf,
     line: usize,
+    /// Where the `outgoinguser` is, for errors found when the block closes.
+    outgoing_at: Option<(PathBuf, usize)>,
 }
 
 #[derive(Debug, Default)]
@@ -227,6 +248,9 @@ struct Parser {
     targets: Vec<TargetConf>,
     target: Option<PendingTarget>,
     lun_block: Option<PendingLun>,
+    discovery_accounts: Accounts,
+    /// Where the top-level `outgoinguser` is.
+    discovery_outgoing_at: Option<(PathBuf, usize)>,
 }
 
 fn err(file: &Path, line: usize, message: impl Into<String>) -> ConfigError {
@@ -363,6 +387,16 @@ impl Parser {
                 }
                 Ok(())
             }
+"incominguser" | "outgoinguser" => {
+                let at = (file.to_path_buf(), line);
+                add_account(
+                    &mut self.discovery_accounts,
+                    &mut self.discovery_outgoing_at,
+                    at,
+                    key,
+                    value,
+                )
+            }
             "ignore-errors" | "control-port" | "iSNSServerIP" | "iSNSServerPort"
             | "iSNSAccessControl" | "iSNS" => Err(err(
                 file,
@@ -372,7 +406,7 @@ impl Parser {
             _ => Err(err(
                 file,
                 line,
-                format!("`{key}` outside a <target> block; only `include` and `default-driver` belong here"),
+                format!("`{key}` outside a <target> block; only `include`, `default-driver`, `incominguser` and `outgoinguser` (discovery CHAP) belong here"),
             )),
         }
     }
@@ -409,11 +443,13 @@ impl Parser {
                         initiator_names: Vec::new(),
                         iscsi_keys: Vec::new(),
                         cpu: None,
+                        accounts: Accounts::default(),
                     },
                     defaults: LunSettings::default(),
                     luns: Vec::new(),
                     file: file.to_path_buf(),
                     line,
+                    outgoing_at: None,
                 });
                 Ok(())
             }
@@ -649,14 +685,15 @@ impl Parser {
                     .iscsi_keys
                     .push((canonical.to_string(), value.to_string()));
             }
-            "incominguser" | "outgoinguser" => {
-                return Err(err(
-                    file,
-                    line,
-                    format!(
-                    "`{key}` (CHAP) is not supported yet; remove it to run without authentication"
-                ),
-                ))
+            "incominguser" | "outgoinguser" if !in_lun => {
+                let at = (file.to_path_buf(), line);
+                add_account(
+                    &mut target.conf.accounts,
+                    &mut target.outgoing_at,
+                    at,
+                    key,
+                    value,
+                )?;
             }
             _ => {
                 return Err(err(
@@ -673,10 +710,108 @@ impl Parser {
     }
 
     fn finish(self) -> Result<Config, ConfigError> {
+        check_accounts(
+            &self.discovery_accounts,
+            self.discovery_outgoing_at.as_ref(),
+            "discovery (top level)",
+        )?;
         Ok(Config {
             targets: self.targets,
+            discovery_accounts: self.discovery_accounts,
         })
     }
+}
+
+/// Parses `incominguser USER SECRET` or `outgoinguser USER SECRET` into `accounts`.
+fn add_account(
+    accounts: &mut Accounts,
+    outgoing_at: &mut Option<(PathBuf, usize)>,
+    at: (PathBuf, usize),
+    key: &str,
+    value: &str,
+) -> Result<(), ConfigError> {
+    let (file, line) = (&at.0, at.1);
+    let fields: Vec<&str> = value.split_whitespace().collect();
+    let [user, secret] = fields[..] else {
+        return Err(err(
+            file,
+            line,
+            format!("`{key}` takes a user and a secret: write `{key} USER SECRET` (no spaces inside either)"),
+        ));
+    };
+    if user.len() > USER_BYTES_MAX {
+        return Err(err(
+            file,
+            line,
+            format!("{key}: the user name is longer than {USER_BYTES_MAX} bytes; shorten it"),
+        ));
+    }
+    let n = secret.chars().count();
+    if !(SECRET_CHARS_MIN..=SECRET_CHARS_MAX).contains(&n) {
+        return Err(err(
+            file,
+            line,
+            format!(
+                "{key} {user}: the secret has {n} characters; write {SECRET_CHARS_MIN} to {SECRET_CHARS_MAX} (12 to 16 if Windows initiators log in)"
+            ),
+        ));
+    }
+    let account = Account {
+        user: user.to_string(),
+        secret: secret.to_string(),
+    };
+    if key == "incominguser" {
+        if accounts.incoming.iter().any(|a| a.user == user) {
+            return Err(err(
+                file,
+                line,
+                format!("incominguser {user} is declared twice; keep one"),
+            ));
+        }
+        accounts.incoming.push(account);
+    } else {
+        if accounts.outgoing.is_some() {
+            return Err(err(
+                file,
+                line,
+                "a second `outgoinguser`: the target answers mutual CHAP with one account; keep one",
+            ));
+        }
+        accounts.outgoing = Some(account);
+        *outgoing_at = Some(at);
+    }
+    Ok(())
+}
+
+/// Checks what only a whole block shows: an outgoing account needs incoming ones, and its
+/// secret must differ from theirs.
+fn check_accounts(
+    accounts: &Accounts,
+    outgoing_at: Option<&(PathBuf, usize)>,
+    whose: &str,
+) -> Result<(), ConfigError> {
+    let (Some(outgoing), Some((file, line))) = (&accounts.outgoing, outgoing_at) else {
+        return Ok(());
+    };
+    if accounts.incoming.is_empty() {
+        return Err(err(
+            file,
+            *line,
+            format!("outgoinguser for {whose} without an incominguser: mutual CHAP first authenticates the initiator; add `incominguser USER SECRET`"),
+        ));
+    }
+    if accounts
+        .incoming
+        .iter()
+        .any(|a| a.secret == outgoing.secret)
+    {
+        return Err(err(
+            file,
+            *line,
+            format!("outgoinguser for {whose} reuses an incominguser's secret; RFC 7143 §12.1.3 forbids one secret in both directions: choose another"),
+        ));
+    }
+    Ok(())
 }
 
 fn finish_target(pending: PendingTarget) -> Result<TargetConf, ConfigError> {
@@ -686,7 +821,13 @@ fn finish_target(pending: PendingTarget) -> Result<TargetConf, ConfigError> {
         luns,
         file,
         line: _,
+        outgoing_at,
     } = pending;
+    check_accounts(
+        &conf.accounts,
+        outgoing_at.as_ref(),
+        &format!("<target {}>", conf.name),
+    )?;
     let mut next = 1;
     for block in luns {
         let lun = block.lun.unwrap_or(next);
@@ -843,6 +984,68 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("controller"), "{e}");
+    }
+
+    #[test]
+    fn chap_accounts() {
+        let c = parse(
+            "incominguser disco discovery-secret\n\
+             <target iqn.2026-11.x:a>\n backing-store /a\n incominguser alice alice-secret-1\n incominguser bob bob-secret-123\n outgoinguser tgt target-secret-1\n</target>\n\
+             <target iqn.2026-11.x:b>\n backing-store /b\n</target>\n",
+        )
+        .unwrap();
+        assert_eq!(c.discovery_accounts.incoming.len(), 1);
+        assert_eq!(c.discovery_accounts.incoming[0].user, "disco");
+        assert!(c.discovery_accounts.outgoing.is_none());
+        let a = &c.targets[0].accounts;
+        assert_eq!(
+            a.incoming
+                .iter()
+                .map(|x| x.user.as_str())
+                .collect::<Vec<_>>(),
+            ["alice", "bob"]
+        );
+        assert_eq!(a.incoming[1].secret, "bob-secret-123");
+        assert_eq!(a.outgoing.as_ref().unwrap().user, "tgt");
+        assert!(!c.targets[1].accounts.required());
+
+        let target = |body: &str| parse(&format!("<target iqn.2026-11.x:a>\n{body}</target>\n"));
+        let cases = [
+            (" incominguser alice short\n", 2, "write 12 to 255"),
+            (" incominguser alice\n", 2, "USER SECRET"),
+            (" incominguser alice a-secret-1234 extra\n", 2, "USER SECRET"),
+            (
+                " incominguser alice a-secret-1234\n incominguser alice b-secret-1234\n",
+                3,
+                "declared twice",
+            ),
+            (
+                " incominguser alice a-secret-1234\n outgoinguser t t-secret-12345\n outgoinguser u u-secret-12345\n",
+                4,
+                "second `outgoinguser`",
+            ),
+            (" outgoinguser t t-secret-12345\n", 2, "without an incominguser"),
+            (
+                " outgoinguser t same-secret-123\n incominguser alice same-secret-123\n",
+                2,
+                "reuses",
+            ),
+            (
+                " <backing-store /x>\n incominguser alice a-secret-1234\n </backing-store>\n",
+                3,
+                "in a LUN block",
+            ),
+        ];
+        for (body, line, says) in cases {
+            let e = target(body).unwrap_err();
+            assert_eq!(e.line, line, "{body}: {e}");
+            assert!(e.to_string().contains(says), "{body}: {e}");
+        }
+        let long = "s".repeat(SECRET_CHARS_MAX + 1);
+        assert!(target(&format!(" incominguser alice {long}\n")).is_err());
+        let e = parse("outgoinguser t t-secret-12345\n").unwrap_err();
+        assert!(e.to_string().contains("discovery"), "{e}");
+        assert_eq!(e.line, 1);
     }
 
     #[test]

@@ -326,6 +326,10 @@ pub fn start(
         }
         entries.push(entry);
     }
+    for (entry, t) in entries.iter_mut().zip(&config.targets) {
+        assert_eq!(entry.tid, t.tid, "entries follow the configuration's order");
+        entry.accounts = t.accounts.clone();
+    }
     let mut portals = Vec::with_capacity(portal_addrs.len());
     for &addr in portal_addrs {
         portals.push(bind_portal(addr)?);
@@ -345,7 +349,8 @@ pub fn start(
         config_path,
         state_dir,
     };
-    let mgmt = Mgmt::new(ring, portals, entries, inbox, setup)?;
+    let mut mgmt = Mgmt::new(ring, portals, entries, inbox, setup)?;
+    mgmt.set_discovery_accounts(config.discovery_accounts.clone());
     Ok(Daemon {
         mgmt,
         portals: bound,

@@ -15,6 +15,7 @@ use slab::Slab;
 
 use crate::admin::service::{AdminConn, AdminSocket, PendingAdmin};
 use crate::config::LunConf;
+use crate::iscsi::chap::Accounts;
 use crate::iscsi::discovery::{DiscoveredTarget, TextExchange};
 use crate::iscsi::login::{
     Login, LoginOutcome, LoginRefusal, LoginStep, ResolvedTarget, TargetDirectory,
@@ -28,6 +29,9 @@ use crate::iscsi::writer;
 use crate::msg::{Handoff, MgmtMsg, TargetMsg};
 use crate::stats::TargetStats;
 use crate::target::{TargetHandle, SESSIONS_PER_TARGET_MAX};
+
+/// How long shutdown waits for the ring's last operations to end.
+pub const QUIESCE_TIME_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The signal that reloads the configuration.
 pub const SIGHUP: i32 = 1;
@@ -154,16 +158,14 @@ pub struct TargetEntry {
     pub initiator_names: Vec<String>,
     /// What its logins negotiate from.
     pub limits: TargetLimits,
+    /// CHAP accounts its logins authenticate with; no incoming account: none required.
+    pub accounts: Accounts,
     /// Its thread.
     pub handle: TargetHandle,
     /// Live sessions by (initiator name, ISID).
     pub sessions: HashMap<(String, [u8; 6]), SessionRecord>,
     /// Its disk LUNs.
     pub luns: BTreeMap<u64, LunRecord>,
-    /// Incoming CHAP account names.
-    pub accounts_in: Vec<String>,
-    /// Outgoing CHAP account name.
-    pub account_out: Option<String>,
     /// Taken offline: new logins are refused.
     pub offline: bool,
     /// Its counters.
@@ -191,11 +193,10 @@ impl TargetEntry {
             addresses: Vec::new(),
             initiator_names: Vec::new(),
             limits,
+            accounts: Accounts::default(),
             handle,
             sessions: HashMap::new(),
             luns: BTreeMap::new(),
-            accounts_in: Vec::new(),
-            account_out: None,
             offline: false,
             stats,
             from_config: false,
@@ -344,14 +345,18 @@ pub struct Mgmt {
     timeouts: Timeouts,
     /// The tgtadm socket, when enabled.
     pub(crate) admin: Option<AdminSocket>,
+    /// The accept armed on it.
+    pub(crate) admin_accept: Option<OpId>,
+    /// The read armed on the mailbox's eventfd.
+    watch: Option<OpId>,
     pub(crate) admin_conns: Slab<AdminConn>,
     /// Admin requests waiting for target threads, by sequence number.
     pub(crate) pending: HashMap<u64, PendingAdmin>,
     pub(crate) next_seq: u64,
     /// CHAP accounts (user, secret), newest first as tgt lists them.
     pub(crate) accounts: Vec<(String, String)>,
-    /// Accounts bound to discovery sessions: incoming names, outgoing name.
-    pub(crate) discovery_accounts: (Vec<String>, Option<String>),
+    /// CHAP accounts of discovery sessions; no incoming account: none required.
+    pub(crate) discovery_accounts: Accounts,
     /// `system update State=offline`: new connections are refused.
     pub(crate) system_offline: bool,
     /// The iscsi driver is started (`lld stop` with no target stops it).
@@ -406,6 +411,7 @@ impl Default for Timeouts {
 /// A [`TargetDirectory`] answering for one connection's peer.
 struct Directory<'a> {
     targets: &'a [TargetEntry],
+    discovery: &'a Accounts,
     peer: IpAddr,
 }
 
@@ -433,7 +439,12 @@ impl TargetDirectory for Directory<'_> {
             tpgt: PORTAL_GROUP_TAG,
             alias: None,
             limits: entry.limits.clone(),
+            accounts: entry.accounts.clone(),
         })
+    }
+
+    fn discovery_accounts(&self) -> Accounts {
+        self.discovery.clone()
     }
 }
 
@@ -458,11 +469,13 @@ impl Mgmt {
             next_serial: 0,
             timeouts: setup.timeouts,
             admin: setup.admin,
+            admin_accept: None,
+            watch: None,
             admin_conns: Slab::new(),
             pending: HashMap::new(),
             next_seq: 0,
             accounts: Vec::new(),
-            discovery_accounts: (Vec::new(), None),
+            discovery_accounts: Accounts::default(),
             system_offline: false,
             lld_ready: true,
             to_self: setup.to_self,
@@ -479,9 +492,33 @@ impl Mgmt {
             );
         }
         mgmt.admin_listen()?;
-        mgmt.ring
-            .watch_eventfd(mgmt.inbox.eventfd(), Token::Mailbox.encode())?;
+        mgmt.watch = Some(
+            mgmt.ring
+                .watch_eventfd(mgmt.inbox.eventfd(), Token::Mailbox.encode())?,
+        );
         Ok(mgmt)
+    }
+
+    /// Requires discovery sessions to authenticate with `accounts` (none incoming: no
+    /// authentication).
+    pub fn set_discovery_accounts(&mut self, accounts: Accounts) {
+        self.discovery_accounts = accounts;
+        self.list_config_accounts();
+    }
+
+    /// Lists every account the configuration names (targets' and discovery's) among the
+    /// accounts `tgtadm --mode account --op show` reports.
+    pub(crate) fn list_config_accounts(&mut self) {
+        let sets = self
+            .targets
+            .iter()
+            .map(|t| &t.accounts)
+            .chain(std::iter::once(&self.discovery_accounts));
+        for a in sets.flat_map(|s| s.incoming.iter().chain(s.outgoing.as_ref())) {
+            if !self.accounts.iter().any(|(u, _)| *u == a.user) {
+                self.accounts.push((a.user.clone(), a.secret.clone()));
+            }
+        }
     }
 
     /// Runs until a SIGTERM or SIGINT, then stops every target thread and returns.
@@ -500,6 +537,7 @@ impl Mgmt {
         for t in &self.targets {
             let _ = t.handle.tx.send(TargetMsg::Stop);
         }
+        self.quiesce();
         let stopping = std::mem::take(&mut self.stopping_targets);
         let handles = self
             .targets
@@ -518,6 +556,39 @@ impl Mgmt {
             if join.join().is_err() {
                 tracing::error!(tid, "target thread panicked");
             }
+        }
+    }
+
+    /// Ends everything armed on the ring (accepts, receives, the mailbox read) and waits a
+    /// bounded time for the kernel to let go, so the portals and the admin socket are closed
+    /// when the process exits, not whenever the kernel tears the ring down.
+    fn quiesce(&mut self) {
+        let ops = self
+            .portals
+            .iter()
+            .flatten()
+            .filter_map(|p| p.accept)
+            .chain(self.admin_accept.take())
+            .chain(self.watch.take())
+            .collect::<Vec<_>>();
+        for op in ops {
+            let _ = self.ring.cancel(op);
+        }
+        for (_, conn) in &self.conns {
+            let _ = socket2::SockRef::from(&conn.fd).shutdown(std::net::Shutdown::Both);
+        }
+        self.admin_shutdown_all();
+        let deadline = std::time::Instant::now() + QUIESCE_TIME_MAX;
+        let mut completions = Vec::new();
+        while self.ring.in_flight() > 0 && std::time::Instant::now() < deadline {
+            if self.ring.submit_and_wait(0).is_err() {
+                break;
+            }
+            self.ring.reap(&mut completions);
+            if completions.is_empty() {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            completions.clear();
         }
     }
 
@@ -687,6 +758,7 @@ impl Mgmt {
         };
         let dir = Directory {
             targets: &self.targets,
+            discovery: &self.discovery_accounts,
             peer: conn.peer.ip(),
         };
         match login.on_pdu(&pdu, &dir) {
@@ -711,7 +783,12 @@ impl Mgmt {
                 };
                 let (bhs, data) = login.finish(tsih);
                 conn.queue(&bhs, &data);
-                tracing::info!(peer = %conn.peer, initiator = %outcome.params.initiator_name, "discovery session");
+                tracing::info!(
+                    peer = %conn.peer,
+                    initiator = %outcome.params.initiator_name,
+                    chap_user = %outcome.chap_user.as_deref().unwrap_or("-"),
+                    "discovery session"
+                );
                 conn.reader
                     .set_max_data_segment_bytes(outcome.params.max_recv_data_segment_len);
                 conn.digests = Digests {
@@ -785,6 +862,7 @@ impl Mgmt {
             peer = %conn.peer,
             initiator = %outcome.params.initiator_name,
             target = %target.name,
+            chap_user = %outcome.chap_user.as_deref().unwrap_or("-"),
             tsih,
             "login"
         );

@@ -145,8 +145,23 @@ impl Daemon {
         portals: &[&str],
         args: &[&str],
     ) -> Daemon {
+        Self::start_global(tag, &[], targets, portals, args)
+    }
+
+    /// As [`Daemon::start_full`], with top-level directives (outside every `<target>`, such
+    /// as the discovery CHAP accounts) written first.
+    pub fn start_global(
+        tag: &str,
+        global: &[&str],
+        targets: &[TargetSpec],
+        portals: &[&str],
+        args: &[&str],
+    ) -> Daemon {
         let dir = TempDir::new(tag);
         let mut conf = String::new();
+        for d in global {
+            conf.push_str(&format!("{d}\n"));
+        }
         let mut names = Vec::new();
         for (ti, t) in targets.iter().enumerate() {
             let name = format!("iqn.2026-11.io.gateway.test:{tag}-t{}", ti + 1);

@@ -403,6 +403,16 @@ fn gatewayadm_speaks_like_tgtadm() {
         show.contains("    Account information:\n        alice\n"),
         "{show}"
     );
+    // Bound, the account is required: CHAP logins only.
+    assert!(!inq(&d.url(0, 1), &[]).ok(), "login without CHAP refused");
+    let chap = format!("iscsi://alice%0123456789ab@{}/{}/1", d.portal, d.targets[0]);
+    let ok = inq(&chap, &[]);
+    assert!(ok.ok(), "CHAP login: {}{}", ok.stdout, ok.stderr);
+    let out = gw(&[
+        "--op", "unbind", "--mode", "account", "--tid", "1", "--user", "alice",
+    ]);
+    assert!(out.ok(), "{}", out.stderr);
+    assert!(inq(&d.url(0, 1), &[]).ok(), "no account bound: no CHAP");
     let out = gw(&[
         "--op", "bind", "--mode", "account", "--tid", "1", "--user", "bob",
     ]);

@@ -13,6 +13,7 @@ use super::service::{PendingAdmin, PendingKind, NO_CONN};
 use crate::backing::Backing;
 use crate::config::{Config, LunConf, TargetConf};
 use crate::daemon;
+use crate::iscsi::chap::Accounts;
 use crate::iscsi::params::TargetLimits;
 use crate::mgmt::{LunRecord, Mgmt, TargetEntry};
 use crate::msg::TargetMsg;
@@ -26,6 +27,7 @@ struct TargetChange {
     addresses: Vec<String>,
     names: Vec<String>,
     limits: TargetLimits,
+    accounts: Accounts,
     remove_luns: Vec<u64>,
     add_luns: Vec<LunRecord>,
     update_luns: Vec<LunRecord>,
@@ -71,7 +73,11 @@ impl Mgmt {
             }
         };
         match self.plan(&config) {
-            Ok(plan) => self.apply(plan),
+            Ok(plan) => {
+                self.apply(plan);
+                self.discovery_accounts = config.discovery_accounts;
+                self.list_config_accounts();
+            }
             Err(e) => tracing::error!(file = %path.display(), "reload: {e}; nothing was changed"),
         }
     }
@@ -108,6 +114,7 @@ impl Mgmt {
                 addresses: acl_addresses(t),
                 names: t.initiator_names.clone(),
                 limits,
+                accounts: t.accounts.clone(),
                 remove_luns: Vec::new(),
                 add_luns: Vec::new(),
                 update_luns: Vec::new(),
@@ -209,6 +216,7 @@ impl Mgmt {
         entry.addresses = change.addresses;
         entry.initiator_names = change.names;
         entry.limits = change.limits;
+        entry.accounts = change.accounts;
         let tid = entry.tid;
         // Removals first: a replaced LUN is removed, then added back with its new store.
         for lun in change.remove_luns {
@@ -296,6 +304,7 @@ impl Mgmt {
         entry.from_config = true;
         entry.addresses = acl_addresses(&conf);
         entry.initiator_names = conf.initiator_names.clone();
+        entry.accounts = conf.accounts.clone();
         for ((lun_conf, lu), (lun, size_bytes, opened_rw)) in conf.luns.iter().zip(lus).zip(records)
         {
             entry.luns.insert(

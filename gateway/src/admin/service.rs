@@ -21,6 +21,7 @@ use super::show::{self, LunView, NexusView, TargetView};
 use super::wire::{self, AdmErr, Mode, Op, Request, GLOBAL_TID, NO_LUN, REQ_BYTES};
 use crate::backing::Backing;
 use crate::config::{BsType, LunConf, LunSettings};
+use crate::iscsi::chap::Account;
 use crate::iscsi::params::TargetLimits;
 use crate::mgmt::{AddressRule, LunRecord, Mgmt, TargetEntry, Token, PORTAL_GROUP_TAG};
 use crate::msg::{Control, TargetMsg, TargetReport};
@@ -66,6 +67,21 @@ pub enum AdminSocketError {
     },
 }
 
+/// Whether a daemon answers on `path` (an `lld show` within a second).
+fn socket_answers(path: &std::path::Path) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(path) else {
+        return false;
+    };
+    let timeout = Some(std::time::Duration::from_secs(1));
+    if s.set_read_timeout(timeout).is_err() || s.set_write_timeout(timeout).is_err() {
+        return false;
+    }
+    let req = Request::new(Mode::Lld, Op::Show).encode();
+    let mut header = [0u8; wire::RSP_BYTES];
+    s.write_all(&req).is_ok() && s.read_exact(&mut header).is_ok()
+}
+
 /// The listening admin socket and its lock file.
 #[derive(Debug)]
 pub struct AdminSocket {
@@ -107,9 +123,9 @@ impl AdminSocket {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
         }
-        // tgtd locks with lockf, which does not see our lock: a socket that still answers
-        // belongs to a live daemon, and must not be taken over.
-        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+        // tgtd locks with lockf, which does not see our lock: a socket that still answers a
+        // request belongs to a live daemon, and must not be taken over.
+        if socket_answers(&path) {
             return Err(AdminSocketError::InUse {
                 port: control_port,
                 lock: lock_path,
@@ -208,8 +224,10 @@ impl Mgmt {
     /// Arms the multishot accept on the admin socket.
     pub(crate) fn admin_listen(&mut self) -> Result<(), gw_uring::RingError> {
         if let Some(admin) = &self.admin {
-            self.ring
-                .accept_multi(admin.listener.as_raw_fd(), Token::AdminAccept.encode())?;
+            self.admin_accept = Some(
+                self.ring
+                    .accept_multi(admin.listener.as_raw_fd(), Token::AdminAccept.encode())?,
+            );
         }
         Ok(())
     }
@@ -470,6 +488,13 @@ impl Mgmt {
             self.stopping = true;
         }
         self.admin_close(c);
+    }
+
+    /// Shuts every admin client's socket (at exit).
+    pub(crate) fn admin_shutdown_all(&mut self) {
+        for (_, conn) in &self.admin_conns {
+            let _ = socket2::SockRef::from(&conn.fd).shutdown(std::net::Shutdown::Both);
+        }
     }
 
     fn admin_close(&mut self, c: usize) {
@@ -898,53 +923,62 @@ impl Mgmt {
                     .position(|(u, _)| *u == user)
                     .ok_or(AdmErr::NoUser)?;
                 self.accounts.remove(i);
-                for t in &mut self.targets {
-                    t.accounts_in.retain(|u| *u != user);
-                    if t.account_out.as_deref() == Some(user.as_str()) {
-                        t.account_out = None;
+                let sets = self
+                    .targets
+                    .iter_mut()
+                    .map(|t| &mut t.accounts)
+                    .chain(std::iter::once(&mut self.discovery_accounts));
+                for a in sets {
+                    a.incoming.retain(|x| x.user != user);
+                    if a.outgoing.as_ref().is_some_and(|x| x.user == user) {
+                        a.outgoing = None;
                     }
-                }
-                self.discovery_accounts.0.retain(|u| *u != user);
-                if self.discovery_accounts.1.as_deref() == Some(user.as_str()) {
-                    self.discovery_accounts.1 = None;
                 }
                 Ok(String::new())
             }
             Op::Bind | Op::Unbind => {
                 let user = user.ok_or(AdmErr::InvalidRequest)?;
-                if !self.accounts.iter().any(|(u, _)| *u == user) {
-                    return Err(AdmErr::NoUser);
-                }
+                let secret = self
+                    .accounts
+                    .iter()
+                    .find(|(u, _)| *u == user)
+                    .map(|(_, s)| s.clone())
+                    .ok_or(AdmErr::NoUser)?;
                 let outgoing = req.ac_dir == 1;
-                let (ins, out) = if req.tid == GLOBAL_TID {
-                    let d = &mut self.discovery_accounts;
-                    (&mut d.0, &mut d.1)
+                let set = if req.tid == GLOBAL_TID {
+                    &mut self.discovery_accounts
                 } else {
-                    let t = self.target_mut(req.tid)?;
-                    (&mut t.accounts_in, &mut t.account_out)
+                    &mut self.target_mut(req.tid)?.accounts
                 };
+                let account = Account { user, secret };
                 match (req.op == Op::Bind, outgoing) {
                     (true, false) => {
-                        if ins.contains(&user) {
+                        if set.incoming.iter().any(|a| a.user == account.user) {
                             return Err(AdmErr::UserExists);
                         }
-                        ins.push(user);
+                        set.incoming.push(account);
                     }
                     (true, true) => {
-                        if out.is_some() {
+                        if set.outgoing.is_some() {
                             return Err(AdmErr::OutAccountExists);
                         }
-                        *out = Some(user);
+                        set.outgoing = Some(account);
                     }
                     (false, false) => {
-                        let i = ins.iter().position(|u| *u == user).ok_or(AdmErr::NoUser)?;
-                        ins.remove(i);
+                        let i = set
+                            .incoming
+                            .iter()
+                            .position(|a| a.user == account.user)
+                            .ok_or(AdmErr::NoUser)?;
+                        set.incoming.remove(i);
                     }
                     (false, true) => {
-                        if out.as_deref() != Some(user.as_str()) {
+                        if set.outgoing.as_ref().map(|a| a.user.as_str())
+                            != Some(account.user.as_str())
+                        {
                             return Err(AdmErr::NoUser);
                         }
-                        *out = None;
+                        set.outgoing = None;
                     }
                 }
                 Ok(String::new())
@@ -1128,8 +1162,8 @@ impl Mgmt {
                 nop: None,
                 nexuses: t.nexus_views(),
                 luns,
-                accounts_in: t.accounts_in.clone(),
-                account_out: t.account_out.clone(),
+                accounts_in: t.accounts.incoming.iter().map(|a| a.user.clone()).collect(),
+                account_out: t.accounts.outgoing.as_ref().map(|a| a.user.clone()),
                 acl_addresses: t.addresses.clone(),
                 acl_names: t.initiator_names.clone(),
             });
