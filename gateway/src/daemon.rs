@@ -266,6 +266,7 @@ pub fn start(
     admin: Option<AdminSocket>,
     config_path: Option<std::path::PathBuf>,
     state_dir: Option<PathBuf>,
+    registry: Arc<crate::metrics::Registry>,
 ) -> Result<Daemon, StartError> {
     gw_uring::probe()?;
     let stores = open_stores(config)?;
@@ -348,6 +349,7 @@ pub fn start(
         cpus: cpus.to_vec(),
         config_path,
         state_dir,
+        registry,
     };
     let mut mgmt = Mgmt::new(ring, portals, entries, inbox, setup)?;
     mgmt.set_discovery_accounts(config.discovery_accounts.clone());

@@ -371,6 +371,10 @@ pub struct Mgmt {
     pub(crate) config_path: Option<std::path::PathBuf>,
     /// Where state that outlives the daemon is kept.
     pub(crate) state_dir: Option<std::path::PathBuf>,
+    /// What the metrics endpoint and `--mode stats` report.
+    pub(crate) registry: std::sync::Arc<crate::metrics::Registry>,
+    /// The tids last published to the registry.
+    published: Vec<u32>,
 }
 
 /// What the management thread is started with besides its ring, portals and targets.
@@ -388,6 +392,8 @@ pub struct MgmtSetup {
     pub config_path: Option<std::path::PathBuf>,
     /// Where state that outlives the daemon is kept (APTPL reservations).
     pub state_dir: Option<std::path::PathBuf>,
+    /// Where to publish the targets for metrics.
+    pub registry: std::sync::Arc<crate::metrics::Registry>,
 }
 
 /// How long connections may take on the management thread.
@@ -483,6 +489,8 @@ impl Mgmt {
             stopping_targets: Vec::new(),
             config_path: setup.config_path,
             state_dir: setup.state_dir,
+            registry: setup.registry,
+            published: Vec::new(),
         };
         for (i, p) in mgmt.portals.iter_mut().enumerate() {
             let p = p.as_mut().expect("all portals are open at start");
@@ -525,6 +533,7 @@ impl Mgmt {
     pub fn run(&mut self) {
         let mut completions = Vec::with_capacity(64);
         while !self.stopping {
+            self.publish_targets();
             self.flush_output();
             if let Err(e) = self.ring.submit_and_wait(1) {
                 panic!("management ring: submit failed: {e}");
@@ -557,6 +566,30 @@ impl Mgmt {
                 tracing::error!(tid, "target thread panicked");
             }
         }
+    }
+
+    /// Tells the metrics registry which targets exist, when that has changed.
+    fn publish_targets(&mut self) {
+        if self.targets.len() == self.published.len()
+            && self
+                .targets
+                .iter()
+                .zip(&self.published)
+                .all(|(t, &p)| t.tid == p)
+        {
+            return;
+        }
+        self.published = self.targets.iter().map(|t| t.tid).collect();
+        self.registry.publish(
+            self.targets
+                .iter()
+                .map(|t| crate::metrics::Published {
+                    tid: t.tid,
+                    name: t.name.clone(),
+                    stats: t.stats.clone(),
+                })
+                .collect(),
+        );
     }
 
     /// Ends everything armed on the ring (accepts, receives, the mailbox read) and waits a

@@ -123,6 +123,8 @@ pub struct Daemon {
     pub portals: Vec<SocketAddr>,
     /// Target names, in tid order.
     pub targets: Vec<String>,
+    /// The metrics endpoint, when started with `--metrics`.
+    pub metrics: Option<SocketAddr>,
     args: Vec<String>,
     stderr_log: PathBuf,
 }
@@ -199,6 +201,7 @@ impl Daemon {
                     .collect()
             },
             targets: names,
+            metrics: None,
             args: args.iter().map(|a| a.to_string()).collect(),
             stderr_log,
         };
@@ -256,6 +259,9 @@ impl Daemon {
                 Ok(line) => {
                     if let Some(addr) = line.strip_prefix("gatewayd: listening on ") {
                         bound.push(addr.parse().expect("listening address"));
+                    } else if let Some(url) = line.strip_prefix("gatewayd: metrics on http://") {
+                        let addr = url.trim_end_matches("/metrics");
+                        self.metrics = Some(addr.parse().expect("metrics address"));
                     } else if line == "gatewayd: ready" {
                         assert_eq!(bound.len(), self.portals.len(), "one line per portal");
                         self.portals = bound;

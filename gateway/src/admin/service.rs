@@ -533,6 +533,10 @@ impl Mgmt {
             Mode::Session | Mode::Connection => self.admin_session(req),
             Mode::Portal => self.admin_portal(req),
             Mode::Lld => self.admin_lld(req),
+            Mode::Stats => match req.op {
+                Op::Show | Op::Stats => Ok(crate::metrics::table(&self.registry.snapshot())),
+                _ => Err(AdmErr::InvalidRequest),
+            },
         };
         Flow::Reply(result)
     }

@@ -76,6 +76,11 @@ struct Args {
     #[arg(long, short = 'C', value_name = "N", default_value_t = 0)]
     control_port: u16,
 
+    /// Serve Prometheus metrics over HTTP at ADDR:PORT/metrics (given alone: 127.0.0.1:9860).
+    /// Off by default.
+    #[arg(long, value_name = "ADDR:PORT", num_args = 0..=1, default_missing_value = gateway::metrics::DEFAULT_ADDR)]
+    metrics: Option<SocketAddr>,
+
     /// Run without the admin socket (no tgtadm management).
     #[arg(long)]
     no_admin_socket: bool,
@@ -174,6 +179,7 @@ fn main() -> anyhow::Result<()> {
         )
     };
     let admin_path = admin.as_ref().map(|a| a.path.clone());
+    let registry = std::sync::Arc::new(gateway::metrics::Registry::default());
     let mut d = daemon::start(
         &config,
         &portals,
@@ -186,7 +192,13 @@ fn main() -> anyhow::Result<()> {
                 .clone()
                 .unwrap_or_else(daemon::default_state_dir),
         ),
+        registry.clone(),
     )?;
+    if let Some(addr) = args.metrics {
+        let bound = gateway::metrics::serve(addr, registry)
+            .with_context(|| format!("cannot serve metrics on {addr}"))?;
+        println!("gatewayd: metrics on http://{bound}/metrics");
+    }
 
     let tx = d.mgmt_tx.clone();
     let mut signals = signal_hook::iterator::Signals::new([

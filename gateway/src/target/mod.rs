@@ -255,6 +255,7 @@ impl TargetThread {
                 panic!("target {}: io_uring submit failed: {e}", self.tid);
             }
             self.ring.reap(&mut completions);
+            self.stats.publish(self.ring.counters(), self.tasks.len());
             if completions.is_empty() {
                 if !polling {
                     busy_until = None;

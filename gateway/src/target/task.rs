@@ -96,6 +96,8 @@ pub(crate) struct Task {
     pub held_bytes: usize,
     /// Bytes of the backing-store write in flight.
     pub io_len: u64,
+    /// When the command arrived (for the latency histogram).
+    pub started: std::time::Instant,
 }
 
 impl TargetThread {
@@ -165,6 +167,7 @@ impl TargetThread {
             datasn: 0,
             held_bytes: 0,
             io_len: 0,
+            started: std::time::Instant::now(),
         };
         if cmd.write && cmd.expected_len > 0 {
             let over_budget = self.data_out_bytes + cmd.expected_len as usize > DATA_OUT_BYTES_MAX;
