@@ -182,17 +182,19 @@ fn main() -> anyhow::Result<()> {
     let registry = std::sync::Arc::new(gateway::metrics::Registry::default());
     let mut d = daemon::start(
         &config,
-        &portals,
-        &cpus,
-        timeouts,
-        admin,
-        args.config.clone(),
-        Some(
-            args.state_dir
-                .clone()
-                .unwrap_or_else(daemon::default_state_dir),
-        ),
-        registry.clone(),
+        daemon::StartOptions {
+            portals,
+            cpus,
+            timeouts,
+            admin,
+            config_path: args.config.clone(),
+            state_dir: Some(
+                args.state_dir
+                    .clone()
+                    .unwrap_or_else(daemon::default_state_dir),
+            ),
+            registry: registry.clone(),
+        },
     )?;
     if let Some(addr) = args.metrics {
         let bound = gateway::metrics::serve(addr, registry)
