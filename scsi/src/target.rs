@@ -169,6 +169,11 @@ impl Target {
             .ok_or(ScsiError::NoSuchLun(cfg.lun))?;
         let blocks = lu.cfg.blocks;
         let block_size = lu.cfg.block_size;
+        if cfg.write_cache != lu.cfg.write_cache {
+            // The caching page follows (its WCE decides whether writes are made durable).
+            lu.mode.wce = cfg.write_cache;
+            lu.default_mode.wce = cfg.write_cache;
+        }
         lu.cfg = LuConfig {
             blocks,
             block_size,

@@ -208,6 +208,30 @@ fn bool_param(value: &str) -> Result<bool, AdmErr> {
     }
 }
 
+/// The WCE bit of a caching mode page given as tgt writes mode pages
+/// (`PAGE:SUBPAGE:LENGTH:BYTE...`, bytes from byte 2 of the page on; tgt-admin's
+/// `write-cache off` sends `8:0:18:0x10:...`). Other pages are not settable here.
+fn caching_page_wce(text: &str) -> Result<bool, AdmErr> {
+    let fields: Vec<u32> = text
+        .split(':')
+        .map(|f| match f.strip_prefix("0x") {
+            Some(hex) => u32::from_str_radix(hex, 16),
+            None => f.parse(),
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|_| AdmErr::InvalidRequest)?;
+    match fields.as_slice() {
+        [8, 0, _len, flags, ..] => Ok(flags & 0x04 != 0),
+        _ => {
+            tracing::warn!(
+                mode_page = text,
+                "admin: only the caching page (8) can be set"
+            );
+            Err(AdmErr::UnknownParam)
+        }
+    }
+}
+
 fn ascii_field(value: &str, max: usize) -> Result<String, AdmErr> {
     if value.len() > max || !value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         tracing::warn!(
@@ -872,6 +896,7 @@ impl Mgmt {
                 "readonly" => lu.readonly = bool_param(&v)?,
                 "online" => online = bool_param(&v)?,
                 "thin_provisioning" if !bool_param(&v)? => lu.thin = false,
+                "mode_page" => lu.write_cache = caching_page_wce(&v)?,
                 other => {
                     tracing::warn!(param = other, value = %v, "admin: logical unit parameter not supported");
                     return Err(AdmErr::UnknownParam);
