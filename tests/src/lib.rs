@@ -5,6 +5,7 @@
 //! daemon is stopped when its handle drops, so no process outlives a test.
 #![forbid(unsafe_code)]
 
+pub mod conformance;
 pub mod raw;
 
 use std::io::{BufRead, BufReader};
@@ -95,7 +96,13 @@ pub fn gatewayd_path() -> PathBuf {
         return PathBuf::from(p);
     }
     // target/<profile>/deps/<test binary> -> target/<profile>/gatewayd
+    // Beside a binary of this crate (target/<profile>/conformance), or one level up from a
+    // test (target/<profile>/deps/<test>).
     let exe = std::env::current_exe().expect("current exe");
+    let beside = exe.parent().expect("a directory").join("gatewayd");
+    if beside.exists() {
+        return beside;
+    }
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
@@ -515,13 +522,18 @@ pub struct SuiteResult {
 
 /// Runs `iscsi-test-cu --dataloss -t SUITE URL` and parses its CUnit summary.
 pub fn iscsi_test_cu(url: &str, suite: &str, extra: &[&str]) -> SuiteResult {
+    iscsi_test_cu_paths(&[url], suite, extra)
+}
+
+/// As [`iscsi_test_cu`], with a second path (URL) to the same LU for the multipath tests.
+pub fn iscsi_test_cu_paths(urls: &[&str], suite: &str, extra: &[&str]) -> SuiteResult {
     let out = run(
         Command::new("iscsi-test-cu")
             .arg("--dataloss")
             .arg("-t")
             .arg(suite)
             .args(extra)
-            .arg(url),
+            .args(urls),
         Duration::from_secs(300),
     );
     let text = format!("{}{}", out.stdout, out.stderr);
@@ -538,8 +550,12 @@ pub fn iscsi_test_cu(url: &str, suite: &str, extra: &[&str]) -> SuiteResult {
         if l.ends_with("FAILED") || l == "FAILED" {
             r.failures.push(current.clone());
         }
-        if l.contains("[SKIPPED]") {
-            r.skips.push(format!("{current}: {l}"));
+        if let Some((_, reason)) = l.split_once("[SKIPPED]") {
+            // libiscsi prints most skips twice (on the test's line and on its own): keep one.
+            let skip = format!("{current}: {}", reason.trim());
+            if !r.skips.contains(&skip) {
+                r.skips.push(skip);
+            }
         }
         if let Some(rest) = l.strip_prefix("tests") {
             let n: Vec<u32> = rest
