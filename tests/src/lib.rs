@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod conformance;
+pub mod fuzzing;
 pub mod raw;
 
 use std::io::{BufRead, BufReader};
