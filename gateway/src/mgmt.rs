@@ -375,6 +375,8 @@ pub struct Mgmt {
     pub(crate) registry: std::sync::Arc<crate::metrics::Registry>,
     /// The tids last published to the registry.
     published: Vec<u32>,
+    /// Bounds the log lines peers cause.
+    peer_log: crate::lograte::LogLimiter,
 }
 
 /// What the management thread is started with besides its ring, portals and targets.
@@ -419,6 +421,7 @@ struct Directory<'a> {
     targets: &'a [TargetEntry],
     discovery: &'a Accounts,
     peer: IpAddr,
+    log: &'a crate::lograte::LogLimiter,
 }
 
 impl TargetDirectory for Directory<'_> {
@@ -433,11 +436,15 @@ impl TargetDirectory for Directory<'_> {
             .find(|t| t.name.eq_ignore_ascii_case(target_name))
             .ok_or(LoginRefusal::NotFound)?;
         if entry.offline {
-            tracing::info!(target = %entry.name, initiator = initiator_name, "login refused: the target is offline");
+            if self.log.allow() {
+                tracing::info!(target = %entry.name, initiator = initiator_name, peer = %self.peer, "login refused: the target is offline");
+            }
             return Err(LoginRefusal::NotFound);
         }
         if !entry.allows(initiator_name, self.peer) {
-            tracing::warn!(target = %entry.name, initiator = initiator_name, peer = %self.peer, "login refused by ACL");
+            if self.log.allow() {
+                tracing::warn!(target = %entry.name, initiator = initiator_name, peer = %self.peer, "login refused by ACL");
+            }
             return Err(LoginRefusal::NotAuthorized);
         }
         Ok(ResolvedTarget {
@@ -491,6 +498,7 @@ impl Mgmt {
             state_dir: setup.state_dir,
             registry: setup.registry,
             published: Vec::new(),
+            peer_log: crate::lograte::LogLimiter::default(),
         };
         for (i, p) in mgmt.portals.iter_mut().enumerate() {
             let p = p.as_mut().expect("all portals are open at start");
@@ -531,6 +539,7 @@ impl Mgmt {
 
     /// Runs until a SIGTERM or SIGINT, then stops every target thread and returns.
     pub fn run(&mut self) {
+        let _span = tracing::info_span!("mgmt").entered();
         let mut completions = Vec::with_capacity(64);
         while !self.stopping {
             self.publish_targets();
@@ -770,7 +779,9 @@ impl Mgmt {
                 Ok(Some(p)) => p,
                 Ok(None) => return,
                 Err(e) => {
-                    tracing::warn!(peer = %conn.peer, "protocol error during login or discovery: {e}");
+                    if self.peer_log.allow() {
+                        tracing::warn!(peer = %conn.peer, "protocol error during login or discovery: {e}");
+                    }
                     self.close(c);
                     return;
                 }
@@ -793,11 +804,14 @@ impl Mgmt {
             targets: &self.targets,
             discovery: &self.discovery_accounts,
             peer: conn.peer.ip(),
+            log: &self.peer_log,
         };
         match login.on_pdu(&pdu, &dir) {
             LoginStep::Continue { bhs, data } => conn.queue(&bhs, &data),
             LoginStep::Fail { bhs, data, reason } => {
-                tracing::info!(peer = %conn.peer, "login failed: {reason}");
+                if self.peer_log.allow() {
+                    tracing::info!(peer = %conn.peer, "login failed: {reason}");
+                }
                 conn.queue(&bhs, &data);
                 conn.phase = Phase::Closing;
             }
