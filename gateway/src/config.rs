@@ -1040,7 +1040,12 @@ mod tests {
         assert_eq!(nop(2, Nop::OFF), Nop::new(7, Nop::DEFAULT.count).unwrap());
         assert_eq!(nop(3, Nop::OFF), Nop::OFF);
         assert_eq!(nop(3, Nop::DEFAULT), Nop::DEFAULT);
-        for bad in ["nop_interval -1", "nop_interval 3601", "nop_count 0", "nop_count x"] {
+        for bad in [
+            "nop_interval -1",
+            "nop_interval 3601",
+            "nop_count 0",
+            "nop_count x",
+        ] {
             let e = parse(&format!("<target iqn.2026-11.x:a>\n  {bad}\n</target>\n")).unwrap_err();
             assert!(e.to_string().contains(":2"), "{bad}: {e}");
         }

@@ -598,9 +598,9 @@ impl Mgmt {
                     });
                 }
             }
-            Op::Show => self.target_mut(req.tid).map(|t| {
-                show::target_params((t.nop.interval_secs, t.nop.count), &t.limits.keys())
-            }),
+            Op::Show => self
+                .target_mut(req.tid)
+                .map(|t| show::target_params((t.nop.interval_secs, t.nop.count), &t.limits.keys())),
             Op::Bind | Op::Unbind => self.target_bind(req),
             Op::Update => match self.target_update(req) {
                 Ok(Some(kind)) => return Flow::Wait(kind),
