@@ -212,3 +212,35 @@ fn tgtadm_turns_pings_on_live() {
         .is_none());
     io_round(&mut quiet, 3);
 }
+
+#[test]
+fn sighup_applies_a_new_ping_policy_to_open_sessions() {
+    let d = Daemon::start(
+        "nop-reload",
+        &[TargetSpec::new(vec![LunSpec::new(4 * MIB)]).with("nop_interval 0")],
+    );
+    let mut s = session(&d, 1);
+    s.set_answer_pings(false);
+    let conf = std::fs::read_to_string(&d.config).expect("read targets.conf");
+    assert!(conf.contains("nop_interval 0"), "{conf}");
+    std::fs::write(
+        &d.config,
+        conf.replace("nop_interval 0", "nop_interval 1\n    nop_count 2"),
+    )
+    .expect("rewrite targets.conf");
+    let out = gw_tests::run(
+        std::process::Command::new("kill").args(["-HUP", &d.pid().to_string()]),
+        Duration::from_secs(5),
+    );
+    assert!(out.ok(), "{}", out.stderr);
+    let took = s
+        .wait_closed(Duration::from_secs(20))
+        .expect("dropped once the file turns pings on");
+    assert_eq!(s.pings(), 2);
+    assert!(took < Duration::from_secs(15), "dropped after {took:?}");
+    let shown = d.tgtadm(&["--lld", "iscsi", "--op", "show", "--mode", "target"]);
+    assert!(
+        shown.contains("Nop interval: 1\n        Nop count: 2\n"),
+        "{shown}"
+    );
+}
