@@ -304,7 +304,7 @@ mod tests {
         ALL
         iqn.x:y
 ";
-        assert_eq!(targets(&[v.clone()]), expected);
+        assert_eq!(targets(std::slice::from_ref(&v)), expected);
 
         // With pings on, tgt adds two lines under State (iscsi_print_nop_settings).
         let pinged = TargetView {
