@@ -317,12 +317,14 @@ pub fn start(config: &Config, opts: StartOptions) -> Result<Daemon, StartError> 
                 pr_dir: state_dir
                     .as_deref()
                     .map(|d| target::aptpl::target_dir(d, &t.name)),
+                nop: t.nop(timeouts.nop),
             },
             gw_uring::RingOptions::default(),
             mgmt_tx.clone(),
         )?;
         let mut entry = TargetEntry::new(t.tid, t.name.clone(), limits, handle, stats);
         entry.from_config = true;
+        entry.nop = t.nop(timeouts.nop);
         // As tgt-admin does: no initiator-address means every address may log in.
         entry.addresses = if t.initiator_addresses.is_empty() {
             vec!["ALL".to_string()]

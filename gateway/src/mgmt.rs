@@ -174,6 +174,8 @@ pub struct TargetEntry {
     pub from_config: bool,
     /// A reload removed it: stop the thread once no session is left.
     pub remove_when_idle: bool,
+    /// How its thread pings idle connections (as last set; the thread holds the live copy).
+    pub nop: crate::target::liveness::Nop,
     next_tsih: u16,
 }
 
@@ -201,6 +203,7 @@ impl TargetEntry {
             stats,
             from_config: false,
             remove_when_idle: false,
+            nop: crate::target::liveness::Nop::DEFAULT,
             next_tsih: 0,
         }
     }
@@ -342,7 +345,7 @@ pub struct Mgmt {
     next_discovery_tsih: u16,
     pub(crate) stopping: bool,
     next_serial: u32,
-    timeouts: Timeouts,
+    pub(crate) timeouts: Timeouts,
     /// The tgtadm socket, when enabled.
     pub(crate) admin: Option<AdminSocket>,
     /// The accept armed on it.
@@ -405,6 +408,8 @@ pub struct Timeouts {
     pub login: std::time::Duration,
     /// Silence after which a discovery session is closed.
     pub discovery_idle: std::time::Duration,
+    /// How targets ping idle connections unless their configuration says otherwise.
+    pub nop: crate::target::liveness::Nop,
 }
 
 impl Default for Timeouts {
@@ -412,6 +417,7 @@ impl Default for Timeouts {
         Timeouts {
             login: std::time::Duration::from_secs(15),
             discovery_idle: std::time::Duration::from_secs(60),
+            nop: crate::target::liveness::Nop::DEFAULT,
         }
     }
 }

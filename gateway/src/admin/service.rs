@@ -26,6 +26,7 @@ use crate::iscsi::params::TargetLimits;
 use crate::mgmt::{AddressRule, LunRecord, Mgmt, TargetEntry, Token, PORTAL_GROUP_TAG};
 use crate::msg::{Control, TargetMsg, TargetReport};
 use crate::stats::TargetStats;
+use crate::target::liveness::Nop;
 use crate::target::{self, TargetSetup};
 
 /// Admin clients connected at once; more are closed at accept.
@@ -190,6 +191,11 @@ pub(crate) enum PendingKind {
     LunUpdate { tid: u32, record: Box<LunRecord> },
     /// A target thread is stopping; answer when it has.
     TargetStop { tid: u32 },
+    /// New NOP-In settings for a target thread; answer once it applies them.
+    NopUpdate {
+        tid: u32,
+        nop: crate::target::liveness::Nop,
+    },
 }
 
 /// What running a request leads to.
@@ -395,6 +401,7 @@ impl Mgmt {
                 ))
             }
             PendingKind::LunRemove { tid, lun } => Some((*tid, Control::RemoveLun { lun: *lun })),
+            PendingKind::NopUpdate { tid, nop } => Some((*tid, Control::SetNop(*nop))),
             PendingKind::LunUpdate { tid, record } => Some((
                 *tid,
                 Control::UpdateLun {
@@ -463,7 +470,9 @@ impl Mgmt {
                 }
                 String::new()
             }),
-            PendingKind::TargetStop { .. } => result.map(|_| String::new()),
+            PendingKind::TargetStop { .. } | PendingKind::NopUpdate { .. } => {
+                result.map(|_| String::new())
+            }
         };
         if let Err(e) = &answer {
             tracing::info!(tid, "admin request refused by the target: {e}");
@@ -619,9 +628,13 @@ impl Mgmt {
             }
             Op::Show => self
                 .target_mut(req.tid)
-                .map(|t| show::target_params((0, 0), &t.limits.keys())),
+                .map(|t| show::target_params((t.nop.interval_secs, t.nop.count), &t.limits.keys())),
             Op::Bind | Op::Unbind => self.target_bind(req),
-            Op::Update => self.target_update(req),
+            Op::Update => match self.target_update(req) {
+                Ok(Some(kind)) => return Flow::Wait(kind),
+                Ok(None) => Ok(String::new()),
+                Err(e) => Err(e),
+            },
             Op::Stats => self.target_mut(req.tid).map(|t| {
                 let s = t.stats.snapshot();
                 format!(
@@ -666,6 +679,7 @@ impl Mgmt {
                     .state_dir
                     .as_deref()
                     .map(|d| target::aptpl::target_dir(d, &name)),
+                nop: self.timeouts.nop,
             },
             gw_uring::RingOptions::default(),
             self.to_self.clone(),
@@ -675,13 +689,9 @@ impl Mgmt {
             AdmErr::Unknown
         })?;
         tracing::info!(tid, target = %name, "target created");
-        self.targets.push(TargetEntry::new(
-            tid,
-            name,
-            TargetLimits::default(),
-            handle,
-            stats,
-        ));
+        let mut entry = TargetEntry::new(tid, name, TargetLimits::default(), handle, stats);
+        entry.nop = self.timeouts.nop;
+        self.targets.push(entry);
         Ok(String::new())
     }
 
@@ -741,10 +751,36 @@ impl Mgmt {
         Ok(String::new())
     }
 
-    fn target_update(&mut self, req: &Request) -> Result<String, AdmErr> {
+    /// `--op update --mode target -n NAME -v VALUE`; NOP-In settings go on to the target
+    /// thread, and the answer waits until it has them.
+    fn target_update(&mut self, req: &Request) -> Result<Option<PendingKind>, AdmErr> {
         let (name, value) = req.body.split_once('=').ok_or(AdmErr::InvalidRequest)?;
         let t = self.target_mut(req.tid)?;
         match name {
+            "nop_interval" | "nop_count" => {
+                let n: u32 = value.parse().map_err(|_| AdmErr::InvalidRequest)?;
+                let (interval, count) = match name {
+                    "nop_interval" => (n, t.nop.count),
+                    _ => (t.nop.interval_secs, n),
+                };
+                // Pings turned on where the count is still tgt's 0 take the standard count.
+                let count = match count {
+                    0 if name == "nop_interval" && n != 0 => Nop::DEFAULT.count,
+                    c => c,
+                };
+                let nop = Nop::new(interval, count).map_err(|e| {
+                    tracing::warn!(tid = t.tid, "admin: {e}");
+                    AdmErr::InvalidRequest
+                })?;
+                t.nop = nop;
+                tracing::info!(
+                    tid = t.tid,
+                    interval_secs = nop.interval_secs,
+                    count = nop.count,
+                    "NOP-In pings updated"
+                );
+                return Ok(Some(PendingKind::NopUpdate { tid: t.tid, nop }));
+            }
             "state" | "State" => {
                 t.offline = match value {
                     "offline" => true,
@@ -753,8 +789,7 @@ impl Mgmt {
                 };
                 tracing::info!(tid = t.tid, state = value, "target state changed");
             }
-            "nop_interval" | "nop_count" | "RedirectAddress" | "RedirectPort"
-            | "RedirectReason" | "RedirectCallback" => {
+            "RedirectAddress" | "RedirectPort" | "RedirectReason" | "RedirectCallback" => {
                 tracing::warn!(key = name, "admin: {name} is not supported by gatewayd yet");
                 return Err(AdmErr::Unsupported);
             }
@@ -771,7 +806,7 @@ impl Mgmt {
                 );
             }
         }
-        Ok(String::new())
+        Ok(None)
     }
 
     fn admin_lun(&mut self, req: &Request) -> Flow {
@@ -1188,7 +1223,10 @@ impl Mgmt {
                 tid: t.tid,
                 name: t.name.clone(),
                 state: if t.offline { "offline" } else { "ready" },
-                nop: None,
+                nop: report
+                    .nop
+                    .is_on()
+                    .then_some((report.nop.interval_secs, report.nop.count)),
                 nexuses: t.nexus_views(),
                 luns,
                 accounts_in: t.accounts.incoming.iter().map(|a| a.user.clone()).collect(),

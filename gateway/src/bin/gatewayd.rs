@@ -71,6 +71,18 @@ struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
     discovery_idle_timeout: u64,
 
+    /// Seconds a session may be silent before the target pings it with a NOP-In (RFC 7143
+    /// §11.19); 0 turns pings off. A target's `nop_interval` in targets.conf, or tgtadm's
+    /// `--op update --mode target -n nop_interval -v N`, overrides it.
+    #[arg(long, value_name = "SECS", default_value_t = gateway::target::liveness::Nop::DEFAULT.interval_secs)]
+    nop_interval: u32,
+
+    /// Pings left unanswered before the connection is closed, its tasks aborted and its
+    /// session ended (what frees a dead initiator's reservations). Overridden per target by
+    /// `nop_count`.
+    #[arg(long, value_name = "N", default_value_t = gateway::target::liveness::Nop::DEFAULT.count)]
+    nop_count: u32,
+
     /// Control port: the admin socket is /var/run/tgtd/socket.N (or $TGT_IPC_SOCKET.N),
     /// where tgt's tgtadm and tgt-admin, and gatewayadm, find it with the same -C N.
     #[arg(long, short = 'C', value_name = "N", default_value_t = 0)]
@@ -169,6 +181,8 @@ fn main() -> anyhow::Result<()> {
     let timeouts = gateway::mgmt::Timeouts {
         login: std::time::Duration::from_secs(args.login_timeout),
         discovery_idle: std::time::Duration::from_secs(args.discovery_idle_timeout),
+        nop: gateway::target::liveness::Nop::new(args.nop_interval, args.nop_count)
+            .context("--nop-interval / --nop-count")?,
     };
     let admin = if args.no_admin_socket {
         None
