@@ -8,6 +8,25 @@
 //! target. Anything not understood is an error naming the file, the line and what to write
 //! instead: nothing is half applied.
 //!
+//! Curve volumes are LUNs with `bs-type curve` whose backing store is a Curve volume spec,
+//! `cbd:<pool>//<volume>_<owner>_[:<client.conf>]`, and whose `bsopts "..."` selects the
+//! backend as `key=value` pairs separated by `;`:
+//!
+//! ```text
+//! <backing-store cbd:pool//iscsi_test_>
+//!     bs-type curve
+//!     bsopts "backend=libcbd;lib=/usr/lib/libcbd.so;conf=/etc/curve/client.conf"
+//! </backing-store>
+//! ```
+//!
+//! `backend=libcbd` (the default) loads Curve's client library at run time (`lib=`, default
+//! `libcbd.so` through the dynamic linker's path; `conf=`, default the spec's suffix, else
+//! `/etc/curve/client.conf`). `backend=sim` serves the volume from a simulated cluster for
+//! tests and demos: `dir=` (required), `size=`, `block=512|4096`, `latency_us=`,
+//! `reorder_us=`, `threads=`, `error_every=`, `error_at=`, `hang_at=`, `seed=` (see
+//! `curve_client::options`). Curve writes are durable once acknowledged, so a Curve LUN
+//! reports no volatile write cache unless `write-cache on` says otherwise.
+//!
 //! CHAP (RFC 7143 §12.1.3) is configured as tgt-admin knows it: `incominguser USER SECRET`
 //! (repeatable) lists the initiators' accounts, and once one is given every login must pass
 //! CHAP; `outgoinguser USER SECRET` (at most once) is what the target answers with when an
@@ -52,6 +71,8 @@ pub enum BsType {
     Direct,
     /// No storage: reads return zeros, writes are dropped (protocol-only measurements).
     Null,
+    /// A Curve volume, through libcbd or the simulated cluster (`bsopts`).
+    Curve,
 }
 
 impl BsType {
@@ -60,6 +81,7 @@ impl BsType {
             "rdwr" | "file" | "mmap" | "sync" => Some(BsType::File),
             "aio" | "direct" => Some(BsType::Direct),
             "null" => Some(BsType::Null),
+            "curve" => Some(BsType::Curve),
             _ => None,
         }
     }
@@ -71,6 +93,7 @@ impl fmt::Display for BsType {
             BsType::File => "rdwr",
             BsType::Direct => "aio",
             BsType::Null => "null",
+            BsType::Curve => "curve",
         })
     }
 }
@@ -100,6 +123,8 @@ pub struct LunSettings {
     pub scsi_id: Option<String>,
     /// Size of a `null` LUN in bytes.
     pub null_size_bytes: Option<u64>,
+    /// Backend options of a `curve` LUN (`bsopts`), validated when parsed.
+    pub bs_opts: Option<String>,
 }
 
 impl Default for LunSettings {
@@ -116,6 +141,7 @@ impl Default for LunSettings {
             scsi_sn: None,
             scsi_id: None,
             null_size_bytes: None,
+            bs_opts: None,
         }
     }
 }
@@ -565,9 +591,17 @@ impl Parser {
                     err(
                         file,
                         line,
-                        format!("bs-type `{value}` is not known; use rdwr (buffered file), aio (O_DIRECT) or null"),
+                        format!("bs-type `{value}` is not known; use rdwr (buffered file), aio (O_DIRECT), null or curve"),
                     )
                 })?;
+            }
+            "bsopts" => {
+                need("backend options, e.g. \"backend=sim;dir=/var/lib/curve-sim\"")?;
+                let text = value.trim().trim_matches('"');
+                curve_client::BackendOptions::parse(text).map_err(|e| {
+                    err(file, line, format!("{e} (bsopts applies to bs-type curve)"))
+                })?;
+                settings.bs_opts = Some(text.to_string());
             }
             "block-size" => {
                 let n: u32 = value.parse().unwrap_or(0);

@@ -34,6 +34,19 @@ RUST_LOG=gateway=debug) sets their detail. SIGTERM or SIGINT stop it cleanly;
 SIGHUP re-reads --config and applies only what changed (targets added or removed,
 ACLs, iSCSI keys, LUNs); a file with an error changes nothing.
 
+Curve volumes: a LUN whose backing store is a volume spec, with bs-type curve and
+bsopts choosing the backend (`;`-separated key=value):
+  <backing-store cbd:pool//iscsi_test_>
+      bs-type curve
+      bsopts \"backend=libcbd;lib=/usr/lib/libcbd.so;conf=/etc/curve/client.conf\"
+  </backing-store>
+backend=libcbd (default) loads Curve's client library at run time; backend=sim
+serves a simulated cluster from local files for tests and demos:
+  bsopts \"backend=sim;dir=/var/lib/curve-sim;size=10G;latency_us=100\"
+  (also block=512|4096, reorder_us, threads, error_every, error_at, hang_at, seed).
+Over tgtadm: --op new --mode logicalunit ... -b cbd:pool//vol_owner_ --bstype curve
+  --bsopts \"backend=sim;dir=/var/lib/curve-sim\". See deploy/curve.md.
+
 Management: tgt's own tools work unchanged against the admin socket, e.g.
   tgtadm --lld iscsi --op new --mode target --tid 4 -T iqn.2026-11.io.example:t4
   tgtadm --lld iscsi --op new --mode logicalunit --tid 4 --lun 1 -b /dev/sdb

@@ -1,0 +1,249 @@
+//! Curve LUNs (`bs-type curve`) end to end: fio with crc32c verification at iodepth 128 over
+//! the simulated cluster (reordered completions) and over a fake libcbd compiled here with
+//! `cc` (the real dlopen and callback path); an injected volume error reaching the initiator
+//! as MEDIUM ERROR on that command alone; and a Curve LUN added through tgtadm.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use gw_tests::raw::{LoginOptions, RawSession};
+use gw_tests::{run, Daemon, LunSpec, TargetSpec, TempDir};
+
+const MIB: u64 = 1 << 20;
+
+/// fio: mixed sizes at iodepth 128, every block verified with crc32c.
+const VERIFY: [&str; 6] = [
+    "--rw=randwrite",
+    "--bsrange=4k-256k",
+    "--iodepth=128",
+    "--verify=crc32c",
+    "--do_verify=1",
+    "--verify_fatal=1",
+];
+
+fn curve_lun(spec: &str, bsopts: &str) -> LunSpec {
+    LunSpec::on_store(spec)
+        .with("bs-type curve")
+        .with(&format!("bsopts \"{bsopts}\""))
+}
+
+fn fio_verify(d: &Daemon, size: &str) {
+    let size = format!("--size={size}");
+    let mut args = VERIFY.to_vec();
+    args.push(&size);
+    let out = d.fio(0, 1, &args);
+    let text = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        !text.contains("verify: bad"),
+        "verification failure\n{text}"
+    );
+}
+
+#[test]
+fn fio_verify_on_the_simulated_cluster_with_reordered_completions() {
+    let vols = TempDir::new("curve-sim-vols");
+    let d = Daemon::start(
+        "curve-sim",
+        &[TargetSpec::new(vec![curve_lun(
+            "cbd:pool//fio_test_",
+            &format!(
+                "backend=sim;dir={};size=96M;latency_us=50;reorder_us=400;threads=3",
+                vols.0.display()
+            ),
+        )])],
+    );
+    fio_verify(&d, "64m");
+    assert!(
+        vols.0.join("fio_test_.img").exists(),
+        "the simulated volume lives in its file"
+    );
+}
+
+/// Compiles tests/fake-libcbd into `dir`.
+fn build_fake_libcbd(dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fake-libcbd/fake_libcbd.c");
+    let lib = dir.join("libcbd-fake.so");
+    let out = run(
+        Command::new("cc")
+            .args(["-shared", "-fPIC", "-O2", "-pthread", "-o"])
+            .arg(&lib)
+            .arg(&src),
+        Duration::from_secs(120),
+    );
+    assert!(
+        out.ok(),
+        "compiling the fake libcbd needs a C compiler (apt-get install gcc): {}",
+        out.stderr
+    );
+    lib
+}
+
+/// A fake cluster: the library, its client.conf and a volume file of `size` bytes.
+fn fake_cluster(tag: &str, size: u64, extra_conf: &str) -> (TempDir, PathBuf, PathBuf) {
+    let dir = TempDir::new(tag);
+    let lib = build_fake_libcbd(&dir.0);
+    std::fs::File::create(dir.0.join("vol_test_"))
+        .unwrap()
+        .set_len(size)
+        .unwrap();
+    let conf = dir.0.join("client.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "fake.dir={}\nfake.delay_us=300\n{extra_conf}",
+            dir.0.display()
+        ),
+    )
+    .unwrap();
+    (dir, lib, conf)
+}
+
+#[test]
+fn fio_verify_through_a_fake_libcbd_loaded_at_run_time() {
+    let (_cluster, lib, conf) = fake_cluster("curve-fake", 96 * MIB, "");
+    let d = Daemon::start(
+        "curve-fake",
+        &[TargetSpec::new(vec![curve_lun(
+            "cbd:pool//vol_test_",
+            &format!(
+                "backend=libcbd;lib={};conf={}",
+                lib.display(),
+                conf.display()
+            ),
+        )])],
+    );
+    fio_verify(&d, "64m");
+}
+
+fn read10(lba: u32, blocks: u16) -> [u8; 10] {
+    let mut c = [0x28, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    c[2..6].copy_from_slice(&lba.to_be_bytes());
+    c[7..9].copy_from_slice(&blocks.to_be_bytes());
+    c
+}
+
+fn write10(lba: u32, blocks: u16) -> [u8; 10] {
+    let mut c = read10(lba, blocks);
+    c[0] = 0x2a;
+    c
+}
+
+/// Sense key of fixed-format sense data.
+fn sense_key(sense: &[u8]) -> u8 {
+    sense.get(2).map_or(0xff, |b| b & 0x0f)
+}
+
+fn settle(s: &mut RawSession) {
+    for _ in 0..4 {
+        if s.scsi(1, &[0; 6], &[], 0).unwrap().status == 0 {
+            return;
+        }
+    }
+    panic!("TEST UNIT READY never succeeded");
+}
+
+/// The volume fails I/O at one byte; the initiator gets MEDIUM ERROR for the commands that
+/// touch it and nothing else changes: the same session goes on reading and writing.
+fn injected_error_is_medium_error_on_that_command_only(d: &Daemon, bad_lba: u32) {
+    let mut s = RawSession::login(d.portal, &d.targets[0], &LoginOptions::default()).unwrap();
+    settle(&mut s);
+    let data: Vec<u8> = (0..8192u32).map(|i| (i * 7) as u8).collect();
+    let w = s.scsi(1, &write10(0, 16), &data, 0).unwrap();
+    assert_eq!(w.status, 0, "write before the bad block");
+    let bad = s.scsi(1, &read10(bad_lba, 8), &[], 4096).unwrap();
+    assert_eq!(
+        bad.status, 0x02,
+        "CHECK CONDITION for the read of the bad block"
+    );
+    assert_eq!(
+        sense_key(&bad.sense),
+        0x03,
+        "MEDIUM ERROR: {:02x?}",
+        bad.sense
+    );
+    let bad_write = s.scsi(1, &write10(bad_lba, 1), &data[..512], 0).unwrap();
+    assert_eq!(
+        bad_write.status, 0x02,
+        "the write of the bad block fails too"
+    );
+    let good = s.scsi(1, &read10(0, 16), &[], 8192).unwrap();
+    assert_eq!(good.status, 0, "the session still works");
+    assert_eq!(good.data, data, "and the data is intact");
+}
+
+#[test]
+fn injected_error_on_the_simulated_cluster() {
+    let vols = TempDir::new("curve-err-vols");
+    // Byte 1 MiB is LBA 2048 of a 512-byte-block LUN.
+    let d = Daemon::start(
+        "curve-err",
+        &[TargetSpec::new(vec![curve_lun(
+            "cbd:pool//err_test_",
+            &format!(
+                "backend=sim;dir={};size=8M;error_at=1048576",
+                vols.0.display()
+            ),
+        )])],
+    );
+    injected_error_is_medium_error_on_that_command_only(&d, 2048);
+}
+
+#[test]
+fn injected_error_through_the_fake_libcbd() {
+    let (_cluster, lib, conf) = fake_cluster("curve-fake-err", 8 * MIB, "fake.error_at=1048576\n");
+    let d = Daemon::start(
+        "curve-fake-err",
+        &[TargetSpec::new(vec![curve_lun(
+            "cbd:pool//vol_test_",
+            &format!(
+                "backend=libcbd;lib={};conf={}",
+                lib.display(),
+                conf.display()
+            ),
+        )])],
+    );
+    injected_error_is_medium_error_on_that_command_only(&d, 2048);
+}
+
+#[test]
+fn curve_lun_added_and_shown_through_tgtadm() {
+    let vols = TempDir::new("curve-adm-vols");
+    let d = Daemon::start("curve-adm", &[TargetSpec::new(vec![LunSpec::new(8 * MIB)])]);
+    let bsopts = format!("backend=sim;dir={};size=16M;block=4096", vols.0.display());
+    d.tgtadm(&[
+        "--op",
+        "new",
+        "--mode",
+        "logicalunit",
+        "--tid",
+        "1",
+        "--lun",
+        "2",
+        "-b",
+        "cbd:pool//adm_test_",
+        "--bstype",
+        "curve",
+        "--bsopts",
+        &bsopts,
+        "--blocksize",
+        "4096",
+    ]);
+    let show = d.tgtadm(&["--op", "show", "--mode", "target"]);
+    assert!(show.contains("cbd:pool//adm_test_"), "{show}");
+    assert!(show.contains("curve"), "{show}");
+    let out = d.fio(
+        0,
+        2,
+        &[
+            "--rw=randwrite",
+            "--bs=4k-64k",
+            "--iodepth=32",
+            "--size=8m",
+            "--verify=crc32c",
+            "--do_verify=1",
+            "--verify_fatal=1",
+        ],
+    );
+    assert!(out.ok());
+}
