@@ -62,8 +62,8 @@ pub enum BackingError {
     Curve {
         /// The volume spec as configured.
         path: PathBuf,
-        /// What went wrong.
-        source: CurveBackingError,
+        /// What went wrong (boxed: it is large and rare).
+        source: Box<CurveBackingError>,
     },
 }
 
@@ -102,8 +102,8 @@ pub enum StoreKind {
     Null,
     /// A Curve volume; its I/O completes through the target's Curve completion sink.
     Curve {
-        /// The open volume.
-        volume: curve_client::Volume,
+        /// The open volume (boxed: it is larger than the other kinds).
+        volume: Box<curve_client::Volume>,
     },
 }
 
@@ -188,7 +188,7 @@ impl Backing {
         let s = &lun.settings;
         let fail = |source: CurveBackingError| BackingError::Curve {
             path: lun.path.clone(),
-            source,
+            source: Box::new(source),
         };
         let text = lun.path.to_string_lossy();
         let spec = curve_client::VolumeSpec::parse(&text).map_err(|e| fail(e.into()))?;
@@ -214,7 +214,9 @@ impl Backing {
             });
         }
         Ok(Backing {
-            kind: StoreKind::Curve { volume },
+            kind: StoreKind::Curve {
+                volume: Box::new(volume),
+            },
             size_bytes: size - size % block,
             // Curve acknowledges a write once its replicas hold it: nothing volatile to flush.
             write_cache: s.write_cache.unwrap_or(false),

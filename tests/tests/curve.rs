@@ -15,7 +15,7 @@ const MIB: u64 = 1 << 20;
 /// fio: mixed sizes at iodepth 128, every block verified with crc32c.
 const VERIFY: [&str; 6] = [
     "--rw=randwrite",
-    "--bsrange=4k-256k",
+    "--bsrange=512-1m",
     "--iodepth=128",
     "--verify=crc32c",
     "--do_verify=1",
@@ -38,6 +38,11 @@ fn fio_verify(d: &Daemon, size: &str) {
         !text.contains("verify: bad"),
         "verification failure\n{text}"
     );
+    // Both phases moved data: the writes, then the verifying reads.
+    assert!(
+        text.contains("WRITE: bw=") && text.contains("READ: bw="),
+        "fio wrote and read back\n{text}"
+    );
 }
 
 #[test]
@@ -48,12 +53,12 @@ fn fio_verify_on_the_simulated_cluster_with_reordered_completions() {
         &[TargetSpec::new(vec![curve_lun(
             "cbd:pool//fio_test_",
             &format!(
-                "backend=sim;dir={};size=96M;latency_us=50;reorder_us=400;threads=3",
+                "backend=sim;dir={};size=160M;latency_us=50;reorder_us=400;threads=3",
                 vols.0.display()
             ),
         )])],
     );
-    fio_verify(&d, "64m");
+    fio_verify(&d, "128m");
     assert!(
         vols.0.join("fio_test_.img").exists(),
         "the simulated volume lives in its file"
@@ -101,7 +106,7 @@ fn fake_cluster(tag: &str, size: u64, extra_conf: &str) -> (TempDir, PathBuf, Pa
 
 #[test]
 fn fio_verify_through_a_fake_libcbd_loaded_at_run_time() {
-    let (_cluster, lib, conf) = fake_cluster("curve-fake", 96 * MIB, "");
+    let (_cluster, lib, conf) = fake_cluster("curve-fake", 160 * MIB, "");
     let d = Daemon::start(
         "curve-fake",
         &[TargetSpec::new(vec![curve_lun(
@@ -113,7 +118,7 @@ fn fio_verify_through_a_fake_libcbd_loaded_at_run_time() {
             ),
         )])],
     );
-    fio_verify(&d, "64m");
+    fio_verify(&d, "128m");
 }
 
 fn read10(lba: u32, blocks: u16) -> [u8; 10] {
