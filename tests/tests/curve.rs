@@ -252,3 +252,52 @@ fn curve_lun_added_and_shown_through_tgtadm() {
     );
     assert!(out.ok());
 }
+
+#[test]
+fn a_hung_volume_stalls_only_its_own_commands() {
+    let vols = TempDir::new("curve-hang-vols");
+    let mut d = Daemon::start(
+        "curve-hang",
+        &[TargetSpec::new(vec![
+            curve_lun(
+                "cbd:pool//hang_test_",
+                &format!("backend=sim;dir={};size=8M;hang_at=0", vols.0.display()),
+            ),
+            LunSpec::new(16 * MIB),
+        ])],
+    );
+    // Session A reads the block that never answers, and waits.
+    let mut a = RawSession::login(d.portal, &d.targets[0], &LoginOptions::default()).unwrap();
+    settle(&mut a);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let hung = std::thread::spawn(move || {
+        let r = a.scsi(1, &read10(0, 1), &[], 512);
+        let _ = tx.send(());
+        r
+    });
+    // Meanwhile the same target thread serves everything else: the file LUN under fio, and
+    // the Curve LUN away from the hung block, from another session.
+    let isid = [0x80, 0, 0, 0, 0x12, 0x99];
+    let o = LoginOptions {
+        isid,
+        ..Default::default()
+    };
+    let mut b = RawSession::login(d.portal, &d.targets[0], &o).unwrap();
+    settle(&mut b);
+    let data = vec![0x5a; 4096];
+    assert_eq!(b.scsi(1, &write10(64, 8), &data, 0).unwrap().status, 0);
+    let back = b.scsi(1, &read10(64, 8), &[], 4096).unwrap();
+    assert_eq!((back.status, back.data), (0, data));
+    d.fio(
+        0,
+        2,
+        &["--rw=randrw", "--bs=4k", "--iodepth=16", "--size=8m"],
+    );
+    assert!(
+        rx.try_recv().is_err(),
+        "the read of the hung block must still be waiting"
+    );
+    // Curve has no cancel: the hung request pins its task until the process ends.
+    d.kill9();
+    let _ = hung.join();
+}
