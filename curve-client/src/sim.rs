@@ -90,6 +90,7 @@ impl SimVolume {
             path: path.clone(),
             source,
         };
+        std::fs::create_dir_all(&options.dir).map_err(file_err)?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)

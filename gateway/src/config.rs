@@ -222,17 +222,33 @@ impl Config {
         parser.finish()
     }
 
-    /// The embedded default: three targets like the seed's benchmark, each with one sparse
-    /// file LUN of `lun_bytes` in `state_dir`.
+    /// The embedded default, the seed's setup: three targets with one LUN each; target 1
+    /// serves Curve volume `cbd:pool//iscsi_test_` from the simulated cluster (its file in
+    /// `state_dir/curve-sim`), targets 2 and 3 a sparse file LUN in `state_dir`.
     pub fn embedded_default(state_dir: &Path) -> Config {
         let targets = (1..=3)
             .map(|tid| TargetConf {
                 tid,
                 name: format!("iqn.2026-11.io.gateway:target{tid}"),
-                luns: vec![LunConf {
-                    lun: 1,
-                    path: state_dir.join(format!("target{tid}-lun1.img")),
-                    settings: LunSettings::default(),
+                luns: vec![if tid == 1 {
+                    LunConf {
+                        lun: 1,
+                        path: PathBuf::from("cbd:pool//iscsi_test_"),
+                        settings: LunSettings {
+                            bs_type: BsType::Curve,
+                            bs_opts: Some(format!(
+                                "backend=sim;dir={};size=1G",
+                                state_dir.join("curve-sim").display()
+                            )),
+                            ..LunSettings::default()
+                        },
+                    }
+                } else {
+                    LunConf {
+                        lun: 1,
+                        path: state_dir.join(format!("target{tid}-lun1.img")),
+                        settings: LunSettings::default(),
+                    }
                 }],
                 initiator_addresses: Vec::new(),
                 initiator_names: Vec::new(),
@@ -1103,5 +1119,28 @@ mod tests {
         let c = Config::embedded_default(Path::new("/tmp/s"));
         assert_eq!(c.targets.len(), 3);
         assert_eq!(c.targets[2].name, "iqn.2026-11.io.gateway:target3");
+        let curve = &c.targets[0].luns[0];
+        assert_eq!(curve.settings.bs_type, BsType::Curve);
+        let opts = curve_client::BackendOptions::parse(curve.settings.bs_opts.as_deref().unwrap());
+        assert!(matches!(opts, Ok(curve_client::BackendOptions::Sim(_))));
+        assert_eq!(c.targets[1].luns[0].settings.bs_type, BsType::File);
+    }
+
+    #[test]
+    fn curve_lun_with_bsopts() {
+        let c = parse(
+            "<target iqn.2026-11.io.t:c>\n<backing-store cbd:pool//vol_owner_>\nbs-type curve\nbsopts \"backend=sim;dir=/tmp/v;latency_us=10\"\n</backing-store>\n</target>\n",
+        )
+        .unwrap();
+        let l = &c.targets[0].luns[0];
+        assert_eq!(l.settings.bs_type, BsType::Curve);
+        assert_eq!(
+            l.settings.bs_opts.as_deref(),
+            Some("backend=sim;dir=/tmp/v;latency_us=10")
+        );
+        let e = parse("<target iqn.2026-11.io.t:c>\n<backing-store cbd:pool//v_o_>\nbs-type curve\nbsopts \"backend=ceph\"\n</backing-store>\n</target>\n")
+            .unwrap_err();
+        assert_eq!(e.line, 4);
+        assert!(e.to_string().contains("libcbd"), "{e}");
     }
 }

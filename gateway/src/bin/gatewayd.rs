@@ -18,9 +18,11 @@ const DEFAULT_LUN_BYTES: u64 = 1 << 30;
     version,
     about = "A shared-nothing io_uring iSCSI target: one pinned thread and ring per target.",
     after_help = "\
-With no --config, gatewayd serves an embedded default: three targets
-(iqn.2026-11.io.gateway:target1..3), each with one sparse 1 GiB file LUN in the
-state directory, on 127.0.0.1:3260.
+With no --config, gatewayd serves an embedded default, the seed's setup: three
+targets (iqn.2026-11.io.gateway:target1..3) on 127.0.0.1:3260; target1 serves the
+Curve volume cbd:pool//iscsi_test_ from the simulated cluster (1 GiB, in
+curve-sim/ of the state directory), target2 and target3 a sparse 1 GiB file LUN
+each in the state directory.
 
 Examples:
   gatewayd                                   # the embedded default
