@@ -314,7 +314,11 @@ impl TargetThread {
         }
         self.retired.clear();
         let _ = self.to_mgmt.send(MgmtMsg::TargetStopped { tid: self.tid });
-        tracing::info!(tid = self.tid, "target thread stopped");
+        tracing::info!(
+            tid = self.tid,
+            curve_wakeups = self.curve_sink.wakeups(),
+            "target thread stopped"
+        );
     }
 
     /// Closes retired stores once no task of their LUN has I/O in flight: the kernel may
