@@ -69,6 +69,12 @@ impl VolumeSpec {
             conf: conf.filter(|c| !c.is_empty()),
         })
     }
+
+    /// The name libcbd opens and sizes the volume by: the spec without its `:<conf>` suffix,
+    /// e.g. `cbd:pool//iscsi_test_`.
+    pub fn name(&self) -> String {
+        format!("cbd:{}/{}_{}_", self.pool, self.path, self.owner)
+    }
 }
 
 #[cfg(test)]
@@ -80,6 +86,7 @@ mod tests {
         let s = VolumeSpec::parse("cbd:pool//iscsi_test_").unwrap();
         assert_eq!((s.path.as_str(), s.owner.as_str()), ("/iscsi", "test"));
         assert_eq!(s.conf, None);
+        assert_eq!(s.name(), "cbd:pool//iscsi_test_");
     }
 
     #[test]

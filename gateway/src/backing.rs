@@ -3,7 +3,10 @@
 //! A store is opened on the management thread (so a bad path is an error at start that names
 //! the file) and then moved to its target thread, whose ring does every read, write and flush.
 //! `file` serves regular files and block devices, through the page cache (tgt's `rdwr`) or
-//! with O_DIRECT (tgt's `aio`); `null` has no storage at all and measures the protocol alone.
+//! with O_DIRECT (tgt's `aio`); `null` has no storage at all and measures the protocol alone;
+//! `curve` is a Curve volume (`cbd:pool//volume_owner_`), opened here through libcbd or the
+//! simulated cluster (a blocking call to the cluster, which is why it happens on the
+//! management thread) and then served without blocking from its target thread.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
@@ -54,6 +57,35 @@ pub enum BackingError {
         /// The OS error of the probe.
         source: std::io::Error,
     },
+    /// A Curve volume could not be served.
+    #[error("backing store {path}: {source}")]
+    Curve {
+        /// The volume spec as configured.
+        path: PathBuf,
+        /// What went wrong (boxed: it is large and rare).
+        source: Box<CurveBackingError>,
+    },
+}
+
+/// Why a Curve volume could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum CurveBackingError {
+    /// The backing store is not a volume spec.
+    #[error(transparent)]
+    Spec(#[from] curve_client::SpecError),
+    /// The volume could not be opened.
+    #[error(transparent)]
+    Open(#[from] curve_client::OpenError),
+    /// The LUN's block size is not a multiple of the volume's alignment.
+    #[error("Curve volume {volume} needs {align_bytes}-byte aligned I/O but the LUN has {block_size}-byte blocks; write `block-size {align_bytes}`")]
+    Alignment {
+        /// The volume.
+        volume: String,
+        /// Its alignment.
+        align_bytes: u32,
+        /// The LUN's block size.
+        block_size: u32,
+    },
 }
 
 /// What a store is.
@@ -68,6 +100,11 @@ pub enum StoreKind {
     },
     /// No storage.
     Null,
+    /// A Curve volume; its I/O completes through the target's Curve completion sink.
+    Curve {
+        /// The open volume (boxed: it is larger than the other kinds).
+        volume: Box<curve_client::Volume>,
+    },
 }
 
 /// An open backing store, ready to move to its target thread.
@@ -98,6 +135,9 @@ impl Backing {
                 path: lun.path.clone(),
                 writable: true,
             });
+        }
+        if s.bs_type == BsType::Curve {
+            return Self::open_curve(lun);
         }
         let direct = s.bs_type == BsType::Direct;
         let open_err = |source| BackingError::Open {
@@ -137,6 +177,49 @@ impl Backing {
             // Writes land in the page cache or the device cache until a flush, unless the
             // operator turned the cache off, in which case every write is made durable.
             write_cache: s.write_cache.unwrap_or(true),
+            path: lun.path.clone(),
+            writable: !s.readonly,
+        })
+    }
+}
+
+impl Backing {
+    fn open_curve(lun: &LunConf) -> Result<Backing, BackingError> {
+        let s = &lun.settings;
+        let fail = |source: CurveBackingError| BackingError::Curve {
+            path: lun.path.clone(),
+            source: Box::new(source),
+        };
+        let text = lun.path.to_string_lossy();
+        let spec = curve_client::VolumeSpec::parse(&text).map_err(|e| fail(e.into()))?;
+        let options = match &s.bs_opts {
+            Some(o) => curve_client::BackendOptions::parse(o).map_err(|e| fail(e.into()))?,
+            None => curve_client::BackendOptions::default(),
+        };
+        let volume = curve_client::Volume::open(&spec, &options).map_err(|e| fail(e.into()))?;
+        if !s.block_size.is_multiple_of(volume.align_bytes()) {
+            return Err(fail(CurveBackingError::Alignment {
+                volume: volume.name().to_string(),
+                align_bytes: volume.align_bytes(),
+                block_size: s.block_size,
+            }));
+        }
+        let size = volume.size_bytes();
+        let block = u64::from(s.block_size);
+        if size < block {
+            return Err(BackingError::TooSmall {
+                path: lun.path.clone(),
+                size_bytes: size,
+                block_size: s.block_size,
+            });
+        }
+        Ok(Backing {
+            kind: StoreKind::Curve {
+                volume: Box::new(volume),
+            },
+            size_bytes: size - size % block,
+            // Curve acknowledges a write once its replicas hold it: nothing volatile to flush.
+            write_cache: s.write_cache.unwrap_or(false),
             path: lun.path.clone(),
             writable: !s.readonly,
         })

@@ -8,6 +8,25 @@
 //! target. Anything not understood is an error naming the file, the line and what to write
 //! instead: nothing is half applied.
 //!
+//! Curve volumes are LUNs with `bs-type curve` whose backing store is a Curve volume spec,
+//! `cbd:<pool>//<volume>_<owner>_[:<client.conf>]`, and whose `bsopts "..."` selects the
+//! backend as `key=value` pairs separated by `;`:
+//!
+//! ```text
+//! <backing-store cbd:pool//iscsi_test_>
+//!     bs-type curve
+//!     bsopts "backend=libcbd;lib=/usr/lib/libcbd.so;conf=/etc/curve/client.conf"
+//! </backing-store>
+//! ```
+//!
+//! `backend=libcbd` (the default) loads Curve's client library at run time (`lib=`, default
+//! `libcbd.so` through the dynamic linker's path; `conf=`, default the spec's suffix, else
+//! `/etc/curve/client.conf`). `backend=sim` serves the volume from a simulated cluster for
+//! tests and demos: `dir=` (required), `size=`, `block=512|4096`, `latency_us=`,
+//! `reorder_us=`, `threads=`, `error_every=`, `error_at=`, `hang_at=`, `seed=` (see
+//! `curve_client::options`). Curve writes are durable once acknowledged, so a Curve LUN
+//! reports no volatile write cache unless `write-cache on` says otherwise.
+//!
 //! CHAP (RFC 7143 §12.1.3) is configured as tgt-admin knows it: `incominguser USER SECRET`
 //! (repeatable) lists the initiators' accounts, and once one is given every login must pass
 //! CHAP; `outgoinguser USER SECRET` (at most once) is what the target answers with when an
@@ -58,6 +77,8 @@ pub enum BsType {
     Direct,
     /// No storage: reads return zeros, writes are dropped (protocol-only measurements).
     Null,
+    /// A Curve volume, through libcbd or the simulated cluster (`bsopts`).
+    Curve,
 }
 
 impl BsType {
@@ -66,6 +87,7 @@ impl BsType {
             "rdwr" | "file" | "mmap" | "sync" => Some(BsType::File),
             "aio" | "direct" => Some(BsType::Direct),
             "null" => Some(BsType::Null),
+            "curve" => Some(BsType::Curve),
             _ => None,
         }
     }
@@ -77,6 +99,7 @@ impl fmt::Display for BsType {
             BsType::File => "rdwr",
             BsType::Direct => "aio",
             BsType::Null => "null",
+            BsType::Curve => "curve",
         })
     }
 }
@@ -106,6 +129,8 @@ pub struct LunSettings {
     pub scsi_id: Option<String>,
     /// Size of a `null` LUN in bytes.
     pub null_size_bytes: Option<u64>,
+    /// Backend options of a `curve` LUN (`bsopts`), validated when parsed.
+    pub bs_opts: Option<String>,
 }
 
 impl Default for LunSettings {
@@ -122,6 +147,7 @@ impl Default for LunSettings {
             scsi_sn: None,
             scsi_id: None,
             null_size_bytes: None,
+            bs_opts: None,
         }
     }
 }
@@ -223,17 +249,33 @@ impl Config {
         parser.finish()
     }
 
-    /// The embedded default: three targets like the seed's benchmark, each with one sparse
-    /// file LUN of `lun_bytes` in `state_dir`.
+    /// The embedded default, the seed's setup: three targets with one LUN each; target 1
+    /// serves Curve volume `cbd:pool//iscsi_test_` from the simulated cluster (its file in
+    /// `state_dir/curve-sim`), targets 2 and 3 a sparse file LUN in `state_dir`.
     pub fn embedded_default(state_dir: &Path) -> Config {
         let targets = (1..=3)
             .map(|tid| TargetConf {
                 tid,
                 name: format!("iqn.2026-11.io.gateway:target{tid}"),
-                luns: vec![LunConf {
-                    lun: 1,
-                    path: state_dir.join(format!("target{tid}-lun1.img")),
-                    settings: LunSettings::default(),
+                luns: vec![if tid == 1 {
+                    LunConf {
+                        lun: 1,
+                        path: PathBuf::from("cbd:pool//iscsi_test_"),
+                        settings: LunSettings {
+                            bs_type: BsType::Curve,
+                            bs_opts: Some(format!(
+                                "backend=sim;dir={};size=1G",
+                                state_dir.join("curve-sim").display()
+                            )),
+                            ..LunSettings::default()
+                        },
+                    }
+                } else {
+                    LunConf {
+                        lun: 1,
+                        path: state_dir.join(format!("target{tid}-lun1.img")),
+                        settings: LunSettings::default(),
+                    }
                 }],
                 initiator_addresses: Vec::new(),
                 initiator_names: Vec::new(),
@@ -596,9 +638,17 @@ impl Parser {
                     err(
                         file,
                         line,
-                        format!("bs-type `{value}` is not known; use rdwr (buffered file), aio (O_DIRECT) or null"),
+                        format!("bs-type `{value}` is not known; use rdwr (buffered file), aio (O_DIRECT), null or curve"),
                     )
                 })?;
+            }
+            "bsopts" => {
+                need("backend options, e.g. \"backend=sim;dir=/var/lib/curve-sim\"")?;
+                let text = value.trim().trim_matches('"');
+                curve_client::BackendOptions::parse(text).map_err(|e| {
+                    err(file, line, format!("{e} (bsopts applies to bs-type curve)"))
+                })?;
+                settings.bs_opts = Some(text.to_string());
             }
             "block-size" => {
                 let n: u32 = value.parse().unwrap_or(0);
@@ -1155,5 +1205,28 @@ mod tests {
         let c = Config::embedded_default(Path::new("/tmp/s"));
         assert_eq!(c.targets.len(), 3);
         assert_eq!(c.targets[2].name, "iqn.2026-11.io.gateway:target3");
+        let curve = &c.targets[0].luns[0];
+        assert_eq!(curve.settings.bs_type, BsType::Curve);
+        let opts = curve_client::BackendOptions::parse(curve.settings.bs_opts.as_deref().unwrap());
+        assert!(matches!(opts, Ok(curve_client::BackendOptions::Sim(_))));
+        assert_eq!(c.targets[1].luns[0].settings.bs_type, BsType::File);
+    }
+
+    #[test]
+    fn curve_lun_with_bsopts() {
+        let c = parse(
+            "<target iqn.2026-11.io.t:c>\n<backing-store cbd:pool//vol_owner_>\nbs-type curve\nbsopts \"backend=sim;dir=/tmp/v;latency_us=10\"\n</backing-store>\n</target>\n",
+        )
+        .unwrap();
+        let l = &c.targets[0].luns[0];
+        assert_eq!(l.settings.bs_type, BsType::Curve);
+        assert_eq!(
+            l.settings.bs_opts.as_deref(),
+            Some("backend=sim;dir=/tmp/v;latency_us=10")
+        );
+        let e = parse("<target iqn.2026-11.io.t:c>\n<backing-store cbd:pool//v_o_>\nbs-type curve\nbsopts \"backend=ceph\"\n</backing-store>\n</target>\n")
+            .unwrap_err();
+        assert_eq!(e.line, 4);
+        assert!(e.to_string().contains("libcbd"), "{e}");
     }
 }

@@ -208,6 +208,10 @@ pub fn bind_portal(addr: SocketAddr) -> Result<Portal, StartError> {
 pub fn prepare_default_files(config: &Config, lun_bytes: u64) -> std::io::Result<()> {
     for t in &config.targets {
         for l in &t.luns {
+            if l.settings.bs_type == crate::config::BsType::Curve {
+                // The simulated cluster makes its own volume files.
+                continue;
+            }
             if let Some(dir) = l.path.parent() {
                 std::fs::create_dir_all(dir)?;
             }

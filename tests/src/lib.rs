@@ -26,6 +26,8 @@ pub struct LunSpec {
     pub size: u64,
     /// Extra directives inside its `<backing-store>` block (e.g. `block-size 4096`).
     pub directives: Vec<String>,
+    /// A backing store named as is (e.g. a Curve volume spec) instead of a file made here.
+    pub store: Option<String>,
 }
 
 impl LunSpec {
@@ -34,6 +36,15 @@ impl LunSpec {
         LunSpec {
             size,
             directives: Vec::new(),
+            store: None,
+        }
+    }
+
+    /// A LUN on `store`, written into targets.conf as is (no file is created).
+    pub fn on_store(store: &str) -> LunSpec {
+        LunSpec {
+            store: Some(store.to_string()),
+            ..LunSpec::new(0)
         }
     }
 
@@ -177,10 +188,16 @@ impl Daemon {
             let name = format!("iqn.2026-11.io.gateway.test:{tag}-t{}", ti + 1);
             conf.push_str(&format!("<target {name}>\n"));
             for (li, l) in t.luns.iter().enumerate() {
-                let path = dir.0.join(format!("t{}-lun{}.img", ti + 1, li + 1));
-                let f = std::fs::File::create(&path).expect("create LUN file");
-                f.set_len(l.size).expect("size LUN file");
-                conf.push_str(&format!("    <backing-store {}>\n", path.display()));
+                let path = match &l.store {
+                    Some(store) => store.clone(),
+                    None => {
+                        let path = dir.0.join(format!("t{}-lun{}.img", ti + 1, li + 1));
+                        let f = std::fs::File::create(&path).expect("create LUN file");
+                        f.set_len(l.size).expect("size LUN file");
+                        path.display().to_string()
+                    }
+                };
+                conf.push_str(&format!("    <backing-store {path}>\n"));
                 for d in &l.directives {
                     conf.push_str(&format!("        {d}\n"));
                 }

@@ -48,6 +48,7 @@ fn store_differs(a: &LunConf, b: &LunConf) -> bool {
         || a.settings.bs_type != b.settings.bs_type
         || a.settings.block_size != b.settings.block_size
         || a.settings.null_size_bytes != b.settings.null_size_bytes
+        || a.settings.bs_opts != b.settings.bs_opts
         || a.settings.write_cache != b.settings.write_cache
 }
 

@@ -857,10 +857,11 @@ impl Mgmt {
                         "rdwr" => BsType::File,
                         "aio" => BsType::Direct,
                         "null" => BsType::Null,
+                        "curve" => BsType::Curve,
                         other => {
                             tracing::warn!(
                                 bstype = other,
-                                "admin: backing store types are rdwr, aio and null"
+                                "admin: backing store types are rdwr, aio, null and curve"
                             );
                             return Err(AdmErr::Unsupported);
                         }
@@ -885,6 +886,14 @@ impl Mgmt {
                     }
                 }
                 "bsopts" if v.is_empty() => {}
+                "bsopts" => {
+                    let text = v.trim().trim_matches('"');
+                    if let Err(e) = curve_client::BackendOptions::parse(text) {
+                        tracing::warn!("admin: {e}");
+                        return Err(AdmErr::InvalidRequest);
+                    }
+                    settings.bs_opts = Some(text.to_string());
+                }
                 other => {
                     tracing::warn!(param = other, "admin: unknown logical unit parameter");
                     return Err(AdmErr::UnknownParam);

@@ -18,9 +18,11 @@ const DEFAULT_LUN_BYTES: u64 = 1 << 30;
     version,
     about = "A shared-nothing io_uring iSCSI target: one pinned thread and ring per target.",
     after_help = "\
-With no --config, gatewayd serves an embedded default: three targets
-(iqn.2026-11.io.gateway:target1..3), each with one sparse 1 GiB file LUN in the
-state directory, on 127.0.0.1:3260.
+With no --config, gatewayd serves an embedded default, the seed's setup: three
+targets (iqn.2026-11.io.gateway:target1..3) on 127.0.0.1:3260; target1 serves the
+Curve volume cbd:pool//iscsi_test_ from the simulated cluster (1 GiB, in
+curve-sim/ of the state directory), target2 and target3 a sparse 1 GiB file LUN
+each in the state directory.
 
 Examples:
   gatewayd                                   # the embedded default
@@ -33,6 +35,19 @@ portal, then `gatewayd: ready`. Logs go to stderr; RUST_LOG=debug (or e.g.
 RUST_LOG=gateway=debug) sets their detail. SIGTERM or SIGINT stop it cleanly;
 SIGHUP re-reads --config and applies only what changed (targets added or removed,
 ACLs, iSCSI keys, LUNs); a file with an error changes nothing.
+
+Curve volumes: a LUN whose backing store is a volume spec, with bs-type curve and
+bsopts choosing the backend (`;`-separated key=value):
+  <backing-store cbd:pool//iscsi_test_>
+      bs-type curve
+      bsopts \"backend=libcbd;lib=/usr/lib/libcbd.so;conf=/etc/curve/client.conf\"
+  </backing-store>
+backend=libcbd (default) loads Curve's client library at run time; backend=sim
+serves a simulated cluster from local files for tests and demos:
+  bsopts \"backend=sim;dir=/var/lib/curve-sim;size=10G;latency_us=100\"
+  (also block=512|4096, reorder_us, threads, error_every, error_at, hang_at, seed).
+Over tgtadm: --op new --mode logicalunit ... -b cbd:pool//vol_owner_ --bstype curve
+  --bsopts \"backend=sim;dir=/var/lib/curve-sim\". See deploy/curve.md.
 
 Management: tgt's own tools work unchanged against the admin socket, e.g.
   tgtadm --lld iscsi --op new --mode target --tid 4 -T iqn.2026-11.io.example:t4

@@ -4,6 +4,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
+use curve_client::Op;
 use gw_scsi::{Action, Command, IoOutcome, Response, ScsiStatus};
 use gw_uring::{Errno, IoBuf};
 
@@ -86,6 +87,9 @@ impl TargetThread {
         } else {
             Pending::Read { len: len32 }
         };
+        if matches!(store.backing.kind, StoreKind::Curve { .. }) {
+            return self.curve_submit(t, Op::Read, offset, len as usize, Some(buf));
+        }
         match store.raw_fd() {
             None => {
                 buf.as_mut_slice().fill(0);
@@ -124,6 +128,10 @@ impl TargetThread {
             .stores
             .get(&lun)
             .expect("the emulation only writes LUNs with stores");
+        if matches!(store.backing.kind, StoreKind::Curve { .. }) {
+            // Curve acknowledges a write once it is durable: FUA needs nothing more.
+            return self.curve_submit(t, Op::Write, offset, len as usize, Some(buf));
+        }
         let dsync = fua || !store.backing.write_cache;
         if let (
             false,
@@ -167,6 +175,9 @@ impl TargetThread {
     fn compare_and_write(&mut self, t: usize, offset: u64, len: u64, fua: bool) {
         use std::os::unix::fs::FileExt;
         let lun = self.tasks[t].lun;
+        if self.is_curve(lun) {
+            return self.curve_refuse(t);
+        }
         let len = len as usize;
         let mut current = self.ring.alloc_buf(len);
         current.set_len(len);
@@ -186,6 +197,7 @@ impl TargetThread {
                 Ok(())
             }
             StoreKind::File { file, .. } => file.read_exact_at(current.as_mut_slice(), offset),
+            StoreKind::Curve { .. } => unreachable!("refused above"),
         }
         .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
         .and_then(|()| {
@@ -201,6 +213,7 @@ impl TargetThread {
                     current.as_mut_slice().copy_from_slice(write);
                     match &store.backing.kind {
                         StoreKind::Null => Ok(None),
+                        StoreKind::Curve { .. } => unreachable!("refused above"),
                         StoreKind::File { file, .. } => file
                             .write_all_at(current.as_slice(), offset)
                             .and_then(|()| {
@@ -233,6 +246,9 @@ impl TargetThread {
             .stores
             .get(&lun)
             .expect("the emulation only flushes LUNs with stores");
+        if matches!(store.backing.kind, StoreKind::Curve { .. }) {
+            return self.curve_submit(t, Op::Flush, 0, 0, None);
+        }
         match store.raw_fd() {
             None => self.on_synced(t, Ok(())),
             Some(fd) => {

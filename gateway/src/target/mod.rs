@@ -4,6 +4,7 @@
 
 pub mod aptpl;
 mod conn;
+mod curve_io;
 mod io;
 pub mod liveness;
 mod task;
@@ -77,16 +78,23 @@ pub fn spawn(
     let join = gw_uring::spawn_pinned(format!("tgt/{tid}"), cpu, move || {
         // The ring is created on this thread: SINGLE_ISSUER rings refuse other threads.
         let ring = match Ring::new(&ring_options) {
-            Ok(ring) => {
-                let _ = ready_tx.send(Ok(()));
-                ring
-            }
+            Ok(ring) => ring,
             Err(e) => {
                 let _ = ready_tx.send(Err(e.to_string()));
                 return;
             }
         };
-        let mut thread = TargetThread::new(setup, ring, inbox, to_mgmt);
+        let curve_sink = match curve_client::CompletionSink::new() {
+            Ok(sink) => sink,
+            Err(e) => {
+                let _ = ready_tx.send(Err(format!(
+                    "cannot create the Curve completion eventfd: {e}"
+                )));
+                return;
+            }
+        };
+        let _ = ready_tx.send(Ok(()));
+        let mut thread = TargetThread::new(setup, ring, inbox, to_mgmt, curve_sink);
         thread.run();
     })?;
     match ready_rx.recv() {
@@ -114,6 +122,8 @@ pub(crate) enum Token {
     Io(usize),
     /// The periodic liveness tick (one per thread).
     Tick,
+    /// The Curve completion sink's eventfd.
+    Curve,
 }
 
 impl Token {
@@ -126,6 +136,7 @@ impl Token {
             Token::Send(i) => (3, i),
             Token::Io(i) => (4, i),
             Token::Tick => (8, 0),
+            Token::Curve => (5, 0),
         };
         (kind << Self::KIND_SHIFT) | index as u64
     }
@@ -138,6 +149,7 @@ impl Token {
             3 => Token::Send(index),
             4 => Token::Io(index),
             8 => Token::Tick,
+            5 => Token::Curve,
             kind => panic!("ring token of unknown kind {kind}: the op table is corrupt"),
         }
     }
@@ -154,7 +166,7 @@ impl Store {
     pub(crate) fn raw_fd(&self) -> Option<i32> {
         match &self.backing.kind {
             StoreKind::File { file, .. } => Some(file.as_raw_fd()),
-            StoreKind::Null => None,
+            StoreKind::Null | StoreKind::Curve { .. } => None,
         }
     }
 }
@@ -177,6 +189,12 @@ pub(crate) struct TargetThread {
     /// Write data held by tasks (see `DATA_OUT_BYTES_MAX`).
     pub data_out_bytes: usize,
     stopping: bool,
+    /// Where this target's Curve requests complete, from Curve's threads.
+    pub curve_sink: std::sync::Arc<curve_client::CompletionSink>,
+    /// Curve requests submitted and not yet completed.
+    pub curve_in_flight: usize,
+    /// Completions being handled (kept to reuse its allocation).
+    curve_done: Vec<curve_client::Completion>,
     pub stats: std::sync::Arc<TargetStats>,
     pr_dir: Option<std::path::PathBuf>,
     /// How idle connections are pinged (changed live by [`Control::SetNop`]).
@@ -201,6 +219,7 @@ impl TargetThread {
         ring: Ring,
         inbox: Mailbox<TargetMsg>,
         to_mgmt: MailboxSender<MgmtMsg>,
+        curve_sink: std::sync::Arc<curve_client::CompletionSink>,
     ) -> TargetThread {
         let stores = setup
             .stores
@@ -229,6 +248,9 @@ impl TargetThread {
             next_nexus: u64::from(setup.tid) << 32,
             data_out_bytes: 0,
             stopping: false,
+            curve_sink,
+            curve_in_flight: 0,
+            curve_done: Vec::new(),
             stats: setup.stats,
             pr_dir: setup.pr_dir,
             nop: setup.nop,
@@ -242,6 +264,10 @@ impl TargetThread {
             .ring
             .watch_eventfd(efd, Token::Mailbox.encode())
             .expect("a fresh ring has room for its mailbox watch");
+        let curve_watch = self
+            .ring
+            .watch_eventfd(self.curve_sink.eventfd(), Token::Curve.encode())
+            .expect("a fresh ring has room for the Curve sink watch");
         let mut completions = Vec::with_capacity(256);
         for lun in self.scsi.luns() {
             self.restore_reservations(lun);
@@ -297,6 +323,7 @@ impl TargetThread {
         if let Some(tick) = self.tick.take() {
             let _ = self.ring.cancel(tick);
         }
+        let _ = self.ring.cancel(curve_watch);
         while self.ring.in_flight() > 0 {
             if let Err(e) = self.ring.submit_and_wait(1) {
                 tracing::warn!(tid = self.tid, "draining the ring: {e}");
@@ -307,7 +334,11 @@ impl TargetThread {
         }
         self.retired.clear();
         let _ = self.to_mgmt.send(MgmtMsg::TargetStopped { tid: self.tid });
-        tracing::info!(tid = self.tid, "target thread stopped");
+        tracing::info!(
+            tid = self.tid,
+            curve_wakeups = self.curve_sink.wakeups(),
+            "target thread stopped"
+        );
     }
 
     /// Closes retired stores once no task of their LUN has I/O in flight: the kernel may
@@ -397,7 +428,10 @@ impl TargetThread {
 
     fn dispatch(&mut self, completion: Completion) {
         match completion {
-            Completion::Signalled { .. } => self.drain_inbox(),
+            Completion::Signalled { token } => match Token::decode(token) {
+                Token::Curve => self.drain_curve(),
+                _ => self.drain_inbox(),
+            },
             Completion::Received { token, result } => match Token::decode(token) {
                 Token::Recv(c) => self.on_recv(c, result),
                 t => panic!("recv completion with token {t:?}"),
