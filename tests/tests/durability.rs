@@ -40,8 +40,22 @@ fn block(round: u32, lba: u32) -> Vec<u8> {
 /// Writes blocks until the daemon dies; returns what was acknowledged as durable (with FUA,
 /// or by a SYNCHRONIZE CACHE that followed).
 fn write_until_killed(d: &Daemon, round: u32, fua: bool) -> Vec<u32> {
-    let mut s = RawSession::login(d.portal, &d.targets[0], &LoginOptions::default()).unwrap();
-    settle(&mut s);
+    // The kill may come at any point, even before the login or the first command.
+    let Ok(mut s) = RawSession::login(d.portal, &d.targets[0], &LoginOptions::default()) else {
+        return Vec::new();
+    };
+    let mut settled = false;
+    for _ in 0..4 {
+        match s.scsi(1, &[0; 6], &[], 0) {
+            Ok(r) if r.status == 0 => {
+                settled = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => return Vec::new(),
+        }
+    }
+    assert!(settled, "TEST UNIT READY never succeeded");
     let mut durable = Vec::new();
     let mut pending = Vec::new();
     for lba in 0..BLOCKS_PER_ROUND {
