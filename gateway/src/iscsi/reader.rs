@@ -23,6 +23,29 @@ pub struct Pdu {
     pub data: Vec<u8>,
 }
 
+/// A PDU borrowed from the reader's buffer: its data is read in place, with no copy, until
+/// the reader is used again.
+#[derive(Debug)]
+pub struct PduRef<'a> {
+    /// The header.
+    pub bhs: Bhs,
+    /// Additional header segments.
+    pub ahs: &'a [u8],
+    /// The data segment.
+    pub data: &'a [u8],
+}
+
+impl PduRef<'_> {
+    /// An owned copy.
+    pub fn to_owned(&self) -> Pdu {
+        Pdu {
+            bhs: self.bhs,
+            ahs: self.ahs.to_vec(),
+            data: self.data.to_vec(),
+        }
+    }
+}
+
 /// What is wrong with incoming bytes.
 #[derive(Debug, thiserror::Error)]
 pub enum PduError {
@@ -129,7 +152,13 @@ impl PduReader {
 
     /// The next complete PDU, if the buffer holds one.
     pub fn next_pdu(&mut self) -> Result<Option<Pdu>, PduError> {
-        let avail = &self.buf[self.start..];
+        Ok(self.next_pdu_ref()?.map(|p| p.to_owned()))
+    }
+
+    /// The next complete PDU, borrowed from the buffer (no copy of its data).
+    pub fn next_pdu_ref(&mut self) -> Result<Option<PduRef<'_>>, PduError> {
+        let start = self.start;
+        let avail = &self.buf[start..];
         if avail.len() < BHS_BYTES {
             return Ok(None);
         }
@@ -164,11 +193,6 @@ impl PduReader {
             }
         }
         let data_start = header_len + hd;
-        let pdu = Pdu {
-            bhs,
-            ahs: avail[BHS_BYTES..header_len].to_vec(),
-            data: avail[data_start..data_start + data_len].to_vec(),
-        };
         let data_digest = if dd > 0 {
             let expected = crc32c_append(
                 crc32c(&avail[data_start..data_start + data_len]),
@@ -185,7 +209,14 @@ impl PduReader {
             return Err(PduError::DataDigest { bhs, expected, got });
         }
         match Opcode::from_u8(bhs.0[0]) {
-            Some(op) if op.is_initiator() != self.peer_is_target => Ok(Some(pdu)),
+            Some(op) if op.is_initiator() != self.peer_is_target => {
+                let pdu = &self.buf[start..start + total];
+                Ok(Some(PduRef {
+                    bhs,
+                    ahs: &pdu[BHS_BYTES..header_len],
+                    data: &pdu[data_start..data_start + data_len],
+                }))
+            }
             _ => Err(PduError::BadOpcode {
                 bhs,
                 opcode: bhs.raw_opcode(),

@@ -194,26 +194,33 @@ impl TargetThread {
         }
     }
 
-    /// Handles every complete PDU buffered on a connection.
+    /// Handles every complete PDU buffered on a connection. Data-Out PDUs, the bulk of a
+    /// write, are handled where the reader holds them; the others are taken out first.
     fn process_input(&mut self, c: usize) {
+        // The reader is moved out while its PDUs are handled, so their data can be borrowed
+        // while the handlers change the rest of the thread.
+        let mut reader = std::mem::replace(&mut self.conns[c].reader, PduReader::new(0));
         loop {
-            let conn = &mut self.conns[c];
-            if conn.closing {
-                return;
+            if self.conns.get(c).is_none_or(|conn| conn.closing) {
+                break;
             }
-            let pdu = match conn.reader.next_pdu() {
+            match reader.next_pdu_ref() {
                 Ok(Some(pdu)) => {
-                    conn.liveness.on_pdu(std::time::Instant::now());
-                    pdu
+                    self.conns[c].liveness.on_pdu(std::time::Instant::now());
+                    if pdu.bhs.opcode() == Some(Opcode::DataOut) {
+                        self.on_data_out(c, &pdu.bhs, pdu.data);
+                    } else {
+                        let owned = pdu.to_owned();
+                        self.on_pdu(c, owned);
+                    }
+                    self.mark_dirty(c);
                 }
-                Ok(None) => return,
-                Err(e) => {
-                    self.on_framing_error(c, e);
-                    continue;
-                }
-            };
-            self.on_pdu(c, pdu);
-            self.mark_dirty(c);
+                Ok(None) => break,
+                Err(e) => self.on_framing_error(c, e),
+            }
+        }
+        if let Some(conn) = self.conns.get_mut(c) {
+            conn.reader = reader;
         }
     }
 
@@ -261,7 +268,7 @@ impl TargetThread {
         };
         match opcode {
             Opcode::ScsiCommand => self.on_scsi_command(c, pdu),
-            Opcode::DataOut => self.on_data_out(c, pdu),
+            Opcode::DataOut => self.on_data_out(c, &pdu.bhs, &pdu.data),
             Opcode::NopOut => self.on_nop_out(c, pdu),
             Opcode::TextReq => self.on_text(c, pdu),
             Opcode::LogoutReq => self.on_logout(c, pdu),

@@ -9,6 +9,7 @@ use gw_uring::IoBuf;
 
 use super::conn::RESERVED_TAG;
 use super::TargetThread;
+use crate::iscsi::pdu::Bhs;
 use crate::iscsi::pdu::{self, DataOut, R2t, ScsiCommand, TaskMgmtRequest, TaskMgmtResponse};
 use crate::iscsi::reader::Pdu;
 
@@ -272,20 +273,22 @@ impl TargetThread {
         }
     }
 
-    pub(super) fn on_data_out(&mut self, c: usize, p: Pdu) {
-        let Ok(d) = DataOut::parse(&p.bhs) else {
-            self.reject(c, pdu::REJECT_INVALID_PDU_FIELD, &p.bhs);
+    /// A Data-Out PDU; its data is read where the PDU reader holds it and copied once, into
+    /// the command's buffer.
+    pub(super) fn on_data_out(&mut self, c: usize, bhs: &Bhs, data: &[u8]) {
+        let Ok(d) = DataOut::parse(bhs) else {
+            self.reject(c, pdu::REJECT_INVALID_PDU_FIELD, bhs);
             return;
         };
         let Some(&t) = self.conns[c].itts.get(&d.itt) else {
             // A Data-Out for a task we do not have (finished, aborted or never seen).
-            self.reject(c, pdu::REJECT_INVALID_PDU_FIELD, &p.bhs);
+            self.reject(c, pdu::REJECT_INVALID_PDU_FIELD, bhs);
             return;
         };
-        let len = p.data.len() as u32;
+        let len = data.len() as u32;
         let task = &mut self.tasks[t];
         if task.pending != Pending::DataOut {
-            self.reject(c, pdu::REJECT_PROTOCOL_ERROR, &p.bhs);
+            self.reject(c, pdu::REJECT_PROTOCOL_ERROR, bhs);
             return;
         }
         let end = d.buffer_offset.checked_add(len);
@@ -364,7 +367,7 @@ impl TargetThread {
         }
         if let Some(buf) = task.buf.as_mut() {
             let start = d.buffer_offset as usize;
-            buf.as_mut_slice()[start..start + len as usize].copy_from_slice(&p.data);
+            buf.as_mut_slice()[start..start + len as usize].copy_from_slice(data);
         }
         task.got += len;
         self.advance_data_out(t);
