@@ -100,6 +100,11 @@ pub struct LunSettings {
     pub scsi_id: Option<String>,
     /// Size of a `null` LUN in bytes.
     pub null_size_bytes: Option<u64>,
+    /// Thin provisioning (tgt's `params thin_provisioning=1`): UNMAP and WRITE SAME with
+    /// UNMAP punch holes in the file, and the LU says so (VPD 0xB2, READ CAPACITY 16 LBPME).
+    /// Off unless asked for, as in tgt: a drop-in must not change what initiators see, and
+    /// punching holes in a preallocated image fragments it.
+    pub thin_provisioning: bool,
 }
 
 impl Default for LunSettings {
@@ -116,6 +121,7 @@ impl Default for LunSettings {
             scsi_sn: None,
             scsi_id: None,
             null_size_bytes: None,
+            thin_provisioning: false,
         }
     }
 }
@@ -590,6 +596,15 @@ impl Parser {
                 settings.removable = parse_bool(value)
                     .ok_or_else(|| err(file, line, format!("removable `{value}`: write 0 or 1")))?;
             }
+            "thin_provisioning" => {
+                settings.thin_provisioning = parse_bool(value).ok_or_else(|| {
+                    err(
+                        file,
+                        line,
+                        format!("thin_provisioning `{value}`: write 0 or 1"),
+                    )
+                })?;
+            }
             "write-cache" => {
                 settings.write_cache = Some(parse_bool(value).ok_or_else(|| {
                     err(
@@ -641,6 +656,7 @@ impl Parser {
                     match k.trim() {
                         "removable" => settings.removable = b()?,
                         "readonly" => settings.readonly = b()?,
+                        "thin_provisioning" => settings.thin_provisioning = b()?,
                         "vendor_id" => settings.vendor_id = Some(v.trim().to_string()),
                         "product_id" => settings.product_id = Some(v.trim().to_string()),
                         "product_rev" => settings.product_rev = Some(v.trim().to_string()),
@@ -650,7 +666,7 @@ impl Parser {
                             return Err(err(
                                 file,
                                 line,
-                                format!("params `{other}` is not supported; known: removable, readonly, vendor_id, product_id, product_rev, scsi_sn, scsi_id"),
+                                format!("params `{other}` is not supported; known: removable, readonly, thin_provisioning, vendor_id, product_id, product_rev, scsi_sn, scsi_id"),
                             ))
                         }
                     }

@@ -58,6 +58,8 @@ pub(crate) enum Pending {
     Flush,
     /// Reading `len` bytes to compare with the data-out.
     Compare { len: u32 },
+    /// Deallocating or writing in steps (UNMAP, WRITE SAME); the task's `job` says what.
+    Provision,
 }
 
 /// One SCSI command in flight.
@@ -96,6 +98,8 @@ pub(crate) struct Task {
     pub held_bytes: usize,
     /// Bytes of the backing-store write in flight.
     pub io_len: u64,
+    /// The UNMAP or WRITE SAME in progress (Pending::Provision).
+    pub job: Option<Box<super::provisioning::Job>>,
 }
 
 impl TargetThread {
@@ -165,6 +169,7 @@ impl TargetThread {
             datasn: 0,
             held_bytes: 0,
             io_len: 0,
+            job: None,
         };
         if cmd.write && cmd.expected_len > 0 {
             let over_budget = self.data_out_bytes + cmd.expected_len as usize > DATA_OUT_BYTES_MAX;
