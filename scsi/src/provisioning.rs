@@ -163,6 +163,10 @@ impl Lu {
             // ANCHOR needs UNMAP, and anchoring only exists where ANC_SUP is set.
             return Err(Sense::invalid_cdb_field(1, Some(4)));
         }
+        if unmap && !self.cfg.thin {
+            // LBPWS and LBPWS10 are clear: unmapping is not offered here.
+            return Err(Sense::invalid_cdb_field(1, Some(3)));
+        }
         if lba > self.cfg.blocks {
             return Err(lba_out_of_range());
         }
@@ -196,9 +200,10 @@ impl Lu {
         }
         let offset = lba * bs as u64;
         let len = blocks * bs as u64;
-        // Deallocated blocks read as zeros (LBPRZ), so only a zero block may be unmapped
-        // instead of written; any other block must be written (SBC-3 §4.7.3.4.2).
-        if unmap && self.cfg.thin && block.iter().all(|&b| b == 0) {
+        // With UNMAP set the range is deallocated, whatever the block holds (SBC-3 §5.42):
+        // afterwards it reads as zeros (LBPRZ), which is what initiators that discard with
+        // WRITE SAME expect, and what libiscsi's conformance suite checks.
+        if unmap {
             return Ok(Action::Unmap {
                 ranges: vec![ByteRange { offset, len }],
                 anchor,
@@ -510,6 +515,10 @@ mod tests {
         );
         assert!(matches!(
             run(&mut t, &ws16(8, 8, 0x08), &ones),
+            Action::Unmap { .. }
+        ));
+        assert!(matches!(
+            run(&mut t, &ws16(8, 8, 0), &ones),
             Action::WriteSame { offset: 4096, len: 4096, ref block, .. } if block == &ones
         ));
         assert!(matches!(
@@ -540,10 +549,14 @@ mod tests {
         );
         let ws10 = [0x41, 0x08, 0, 0, 0, 4, 0, 0, 2, 0];
         assert!(matches!(run(&mut t, &ws10, &zero), Action::Unmap { .. }));
-        // UNMAP on a fully provisioned LU writes, and ANCHOR is refused.
+        // A fully provisioned LU refuses UNMAP and ANCHOR (LBPWS is clear) and writes.
         let mut full = target(false);
+        assert_eq!(
+            sense_of(&run(&mut full, &ws16(0, 4, 0x08), &zero)),
+            (5, 0x24, 0)
+        );
         assert!(matches!(
-            run(&mut full, &ws16(0, 4, 0x08), &zero),
+            run(&mut full, &ws16(0, 4, 0), &zero),
             Action::WriteSame { .. }
         ));
         assert_eq!(

@@ -12,6 +12,9 @@ enum Lu {
     Removable,
     /// ReadOnly checks every write-type command is refused.
     ReadOnly,
+    /// Thin provisioned (tgt's `params thin_provisioning=1`): UNMAP, WRITE SAME with UNMAP
+    /// and GET LBA STATUS are only tested where VPD 0xB2 and LBPME say they are supported.
+    Thin,
 }
 
 fn suite(name: &str, kind: Lu) {
@@ -19,6 +22,9 @@ fn suite(name: &str, kind: Lu) {
         Lu::Plain => LunSpec::new(64 * MIB),
         Lu::Removable => LunSpec::new(64 * MIB).with("removable 1"),
         Lu::ReadOnly => LunSpec::new(64 * MIB).with("readonly 1"),
+        // 16 MiB: under 65536 blocks, so WriteSame16.Unmap skips its step that WRITE(16)s
+        // 32 MiB at once, twice the MAXIMUM TRANSFER LENGTH VPD 0xB0 advertises.
+        Lu::Thin => LunSpec::new(16 * MIB).with("params thin_provisioning=1"),
     };
     let tag = name.replace('.', "-").to_lowercase();
     let d = Daemon::start(&tag, &[TargetSpec::new(vec![lun])]);
@@ -101,4 +107,11 @@ suites! {
     prout_clear => "ALL.ProutClear", Plain;
     prout_preempt => "ALL.ProutPreempt", Plain;
     reserve6 => "ALL.Reserve6", Plain;
+    unmap => "ALL.Unmap", Thin;
+    write_same10_thin => "ALL.WriteSame10", Thin;
+    write_same16_thin => "ALL.WriteSame16", Thin;
+    write_same10_plain => "ALL.WriteSame10", Plain;
+    write_same16_plain => "ALL.WriteSame16", Plain;
+    get_lba_status => "ALL.GetLBAStatus", Thin;
+    unmap_plain => "ALL.Unmap", Plain;
 }
