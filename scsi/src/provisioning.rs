@@ -118,7 +118,9 @@ impl Lu {
                     ..lba_out_of_range()
                 });
             }
-            if blocks > UNMAP_BLOCKS_MAX {
+            // Never true while the limit is FFFF_FFFFh; kept so that lowering it keeps the
+            // check (SBC-3 §5.28.2: INVALID FIELD IN PARAMETER LIST).
+            if u64::from(blocks) > u64::from(UNMAP_BLOCKS_MAX) {
                 return Err(Sense::invalid_parameter_field(
                     (8 + 16 * i + 8) as u16,
                     None,
