@@ -45,6 +45,12 @@ pub struct Provisioned {
     pub mapped: bool,
 }
 
+/// LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT of a thin LU (READ CAPACITY 16): the
+/// filesystem's allocation unit is what a hole can free, so it is the physical block.
+pub(crate) fn physical_block_exponent(block_size: u32) -> u8 {
+    unmap_granularity_blocks(block_size).trailing_zeros() as u8
+}
+
 /// OPTIMAL UNMAP GRANULARITY in blocks for a block size.
 pub(crate) fn unmap_granularity_blocks(block_size: u32) -> u32 {
     (UNMAP_GRANULARITY_BYTES / block_size).max(1)
@@ -188,14 +194,15 @@ impl Lu {
             return Err(Sense::new(key::DATA_PROTECT, asc::WRITE_PROTECTED));
         }
         let bs = self.cfg.block_size as usize;
+        // The data-out is exactly one block, or nothing with NDOB (SBC-3 §5.42); any other
+        // length means the initiator and this LU disagree about the block size.
+        if data_out.len() != if ndob { 0 } else { bs } {
+            return Err(Sense::new(key::ILLEGAL_REQUEST, asc::INVALID_FIELD_IN_CDB));
+        }
         let block = if ndob {
             vec![0u8; bs]
         } else {
-            if data_out.len() < bs {
-                // The data-out is exactly one block (SBC-3 §5.41).
-                return Err(Sense::invalid_cdb_field(count_byte, None));
-            }
-            data_out[..bs].to_vec()
+            data_out.to_vec()
         };
         if blocks == 0 {
             return Ok(good());
@@ -527,6 +534,9 @@ mod tests {
             run(&mut t, &ws16(0, 1, 0x09), &[]),
             Action::Unmap { .. }
         ));
+        // One block of data-out, no more and no less.
+        assert_eq!(sense_of(&run(&mut t, &ws16(0, 1, 0x08), &zero[..256])), (5, 0x24, 0));
+        assert_eq!(sense_of(&run(&mut t, &ws16(0, 1, 0x08), &[0; 1024])), (5, 0x24, 0));
         assert!(matches!(
             run(&mut t, &ws16(0, 1, 0x18), &zero),
             Action::Unmap { anchor: true, .. }

@@ -15,6 +15,10 @@ enum Lu {
     /// Thin provisioned (tgt's `params thin_provisioning=1`): UNMAP, WRITE SAME with UNMAP
     /// and GET LBA STATUS are only tested where VPD 0xB2 and LBPME say they are supported.
     Thin,
+    /// Thin with 4096-byte blocks: one logical block per physical block. GetLBAStatus's
+    /// UnmapSingle asks for LBA i+1 and expects the answer to start at i+LBPPB, which holds
+    /// only when LBPPB is 1 (with 512-byte blocks a thin LU has 8 per 4 KiB physical block).
+    Thin4k,
 }
 
 fn suite(name: &str, kind: Lu) {
@@ -25,6 +29,9 @@ fn suite(name: &str, kind: Lu) {
         // 16 MiB: under 65536 blocks, so WriteSame16.Unmap skips its step that WRITE(16)s
         // 32 MiB at once, twice the MAXIMUM TRANSFER LENGTH VPD 0xB0 advertises.
         Lu::Thin => LunSpec::new(16 * MIB).with("params thin_provisioning=1"),
+        Lu::Thin4k => LunSpec::new(64 * MIB)
+            .with("block-size 4096")
+            .with("params thin_provisioning=1"),
     };
     let tag = name.replace('.', "-").to_lowercase();
     let d = Daemon::start(&tag, &[TargetSpec::new(vec![lun])]);
@@ -112,6 +119,10 @@ suites! {
     write_same16_thin => "ALL.WriteSame16", Thin;
     write_same10_plain => "ALL.WriteSame10", Plain;
     write_same16_plain => "ALL.WriteSame16", Plain;
-    get_lba_status => "ALL.GetLBAStatus", Thin;
+    get_lba_status => "ALL.GetLBAStatus", Thin4k;
     unmap_plain => "ALL.Unmap", Plain;
+    read_capacity16_thin => "ALL.ReadCapacity16", Thin;
+    report_supported_opcodes_thin => "ALL.ReportSupportedOpcodes", Thin;
+    inquiry_thin => "ALL.Inquiry", Thin;
+    read_only_write_same => "ALL.WriteSame10.WriteProtect", ReadOnly;
 }
