@@ -163,6 +163,10 @@ impl Lu {
             // WRPROTECT: no protection information on these LUs (SBC-3 §4.22).
             return Err(Sense::invalid_cdb_field(1, Some(7)));
         }
+        if self.cfg.readonly {
+            // Before the provisioning checks: a write-protected LU refuses every WRITE SAME.
+            return Err(Sense::new(key::DATA_PROTECT, asc::WRITE_PROTECTED));
+        }
         if !sixteen && flags & 0x06 != 0 {
             // PBDATA and LBDATA: protection information again.
             return Err(Sense::invalid_cdb_field(1, Some(2)));
@@ -189,9 +193,6 @@ impl Lu {
         }
         if blocks > WRITE_SAME_BLOCKS_MAX {
             return Err(Sense::invalid_cdb_field(count_byte, None));
-        }
-        if self.cfg.readonly {
-            return Err(Sense::new(key::DATA_PROTECT, asc::WRITE_PROTECTED));
         }
         let bs = self.cfg.block_size as usize;
         // The data-out is exactly one block, or nothing with NDOB (SBC-3 §5.42); any other
@@ -535,8 +536,14 @@ mod tests {
             Action::Unmap { .. }
         ));
         // One block of data-out, no more and no less.
-        assert_eq!(sense_of(&run(&mut t, &ws16(0, 1, 0x08), &zero[..256])), (5, 0x24, 0));
-        assert_eq!(sense_of(&run(&mut t, &ws16(0, 1, 0x08), &[0; 1024])), (5, 0x24, 0));
+        assert_eq!(
+            sense_of(&run(&mut t, &ws16(0, 1, 0x08), &zero[..256])),
+            (5, 0x24, 0)
+        );
+        assert_eq!(
+            sense_of(&run(&mut t, &ws16(0, 1, 0x08), &[0; 1024])),
+            (5, 0x24, 0)
+        );
         assert!(matches!(
             run(&mut t, &ws16(0, 1, 0x18), &zero),
             Action::Unmap { anchor: true, .. }

@@ -19,6 +19,8 @@ enum Lu {
     /// UnmapSingle asks for LBA i+1 and expects the answer to start at i+LBPPB, which holds
     /// only when LBPPB is 1 (with 512-byte blocks a thin LU has 8 per 4 KiB physical block).
     Thin4k,
+    /// Read-only and thin: ReadOnlySBC checks UNMAP is refused too.
+    ReadOnlyThin,
 }
 
 fn suite(name: &str, kind: Lu) {
@@ -29,6 +31,9 @@ fn suite(name: &str, kind: Lu) {
         // 16 MiB: under 65536 blocks, so WriteSame16.Unmap skips its step that WRITE(16)s
         // 32 MiB at once, twice the MAXIMUM TRANSFER LENGTH VPD 0xB0 advertises.
         Lu::Thin => LunSpec::new(16 * MIB).with("params thin_provisioning=1"),
+        Lu::ReadOnlyThin => LunSpec::new(64 * MIB)
+            .with("readonly 1")
+            .with("params thin_provisioning=1"),
         Lu::Thin4k => LunSpec::new(64 * MIB)
             .with("block-size 4096")
             .with("params thin_provisioning=1"),
@@ -124,5 +129,5 @@ suites! {
     read_capacity16_thin => "ALL.ReadCapacity16", Thin;
     report_supported_opcodes_thin => "ALL.ReportSupportedOpcodes", Thin;
     inquiry_thin => "ALL.Inquiry", Thin;
-    read_only_write_same => "ALL.WriteSame10.WriteProtect", ReadOnly;
+    read_only_thin => "ALL.ReadOnly", ReadOnlyThin;
 }
