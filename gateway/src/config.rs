@@ -982,6 +982,24 @@ mod tests {
     }
 
     #[test]
+    fn thin_provisioning_as_params_or_directive() {
+        let c = parse(
+            "<target iqn.2026-11.x:a>\n <backing-store /a1>\n  params thin_provisioning=1,removable=1\n </backing-store>\n <backing-store /a2>\n  thin_provisioning 1\n </backing-store>\n backing-store /a3\n</target>\n",
+        )
+        .unwrap();
+        let luns = &c.targets[0].luns;
+        assert!(luns[0].settings.thin_provisioning && luns[0].settings.removable);
+        assert!(luns[1].settings.thin_provisioning);
+        assert!(
+            !luns[2].settings.thin_provisioning,
+            "off by default, as in tgt"
+        );
+        let e = parse("<target iqn.2026-11.x:a>\n backing-store /a\n params thin_provisioning=maybe\n</target>\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("write 0 or 1"), "{e}");
+    }
+
+    #[test]
     fn errors_name_line_and_fix() {
         let e = parse("<target iqn.2026-11.x:a>\n  frobnicate 1\n</target>\n").unwrap_err();
         assert_eq!(e.line, 2);

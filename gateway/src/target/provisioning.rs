@@ -114,11 +114,12 @@ impl TargetThread {
     /// Submits the job's next step, or finishes the task when nothing is left.
     fn next_step(&mut self, t: usize) {
         let lun = self.tasks[t].lun;
-        let fd = self
-            .stores
-            .get(&lun)
-            .and_then(|s| s.raw_fd())
-            .expect("provisioning jobs run only on file stores");
+        let Some(fd) = self.stores.get(&lun).and_then(|s| s.raw_fd()) else {
+            // The LUN was removed while the job ran (its old store waits in `retired` until
+            // this task is done): nothing more can be deallocated or written.
+            self.end_job(t, IoOutcome::Error(libc::ENODEV));
+            return;
+        };
         let job = self.tasks[t]
             .job
             .as_mut()
