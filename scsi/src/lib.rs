@@ -21,7 +21,7 @@ mod target;
 pub use lu::LuConfig;
 pub use provisioning::{
     ByteRange, Provisioned, LBA_STATUS_DESCRIPTORS_MAX, UNMAP_BLOCKS_MAX, UNMAP_DESCRIPTORS_MAX,
-    UNMAP_PARAMETER_BYTES_MAX, WRITE_SAME_BLOCKS_MAX,
+    WRITE_SAME_BLOCKS_MAX,
 };
 pub use reservation::{
     iscsi_initiator_port, StateError, INITIATOR_PORT_BYTES_MAX, PR_OUT_PARAMETER_BYTES_MAX,

@@ -17,8 +17,6 @@ pub const UNMAP_DESCRIPTORS_MAX: u32 = 256;
 pub const UNMAP_BLOCKS_MAX: u32 = u32::MAX;
 /// MAXIMUM WRITE SAME LENGTH of VPD 0xB0, in blocks: as many as WRITE SAME (16) can name.
 pub const WRITE_SAME_BLOCKS_MAX: u64 = u32::MAX as u64;
-/// Largest UNMAP parameter list accepted, in bytes: the header and the most descriptors.
-pub const UNMAP_PARAMETER_BYTES_MAX: u64 = 8 + 16 * UNMAP_DESCRIPTORS_MAX as u64;
 /// Most LBA status descriptors one GET LBA STATUS returns.
 pub const LBA_STATUS_DESCRIPTORS_MAX: u32 = 64;
 /// Allocation unit of the filesystems files live on, in bytes: the OPTIMAL UNMAP GRANULARITY

@@ -21,6 +21,8 @@ enum Lu {
     Thin4k,
     /// Read-only and thin: ReadOnlySBC checks UNMAP is refused too.
     ReadOnlyThin,
+    /// Thin on an O_DIRECT store (tgt's `aio`): holes are punched the same way.
+    ThinDirect,
 }
 
 fn suite(name: &str, kind: Lu) {
@@ -33,6 +35,9 @@ fn suite(name: &str, kind: Lu) {
         Lu::Thin => LunSpec::new(16 * MIB).with("params thin_provisioning=1"),
         Lu::ReadOnlyThin => LunSpec::new(64 * MIB)
             .with("readonly 1")
+            .with("params thin_provisioning=1"),
+        Lu::ThinDirect => LunSpec::new(16 * MIB)
+            .with("bs-type aio")
             .with("params thin_provisioning=1"),
         Lu::Thin4k => LunSpec::new(64 * MIB)
             .with("block-size 4096")
@@ -130,4 +135,6 @@ suites! {
     report_supported_opcodes_thin => "ALL.ReportSupportedOpcodes", Thin;
     inquiry_thin => "ALL.Inquiry", Thin;
     read_only_thin => "ALL.ReadOnly", ReadOnlyThin;
+    unmap_direct => "ALL.Unmap", ThinDirect;
+    write_same16_direct => "ALL.WriteSame16", ThinDirect;
 }
