@@ -646,4 +646,64 @@ mod tests {
             (0, BLOCKS as u32, 0)
         );
     }
+
+    /// Random parameter lists and CDBs (a cheap stand-in for a fuzzer): nothing panics, and
+    /// whatever is asked of the backing store lies inside the LU.
+    #[test]
+    fn random_unmap_lists_and_write_same_cdbs_stay_inside_the_lu() {
+        let mut t = target(true);
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let capacity = BLOCKS * 512;
+        let inside = |a: &Action| match a {
+            Action::Unmap { ranges, .. } => ranges
+                .iter()
+                .all(|r| r.len > 0 && r.offset + r.len <= capacity),
+            Action::WriteSame {
+                offset, len, block, ..
+            } => offset + len <= capacity && block.len() == 512,
+            Action::Respond(_) => true,
+            other => panic!("unexpected {other:?}"),
+        };
+        for _ in 0..20_000 {
+            let n = (next() % 5) as usize;
+            let mut descriptors = Vec::new();
+            for _ in 0..n {
+                let lba = match next() % 3 {
+                    0 => next() % (BLOCKS + 2),
+                    1 => next(),
+                    _ => BLOCKS - next() % 4,
+                };
+                descriptors.push((lba, (next() % 5000) as u32));
+            }
+            let mut list = unmap_list(&descriptors);
+            if next() % 4 == 0 {
+                let at = (next() % list.len() as u64) as usize;
+                list[at] = next() as u8;
+            }
+            if next() % 4 == 0 {
+                list.truncate((next() % (list.len() as u64 + 1)) as usize);
+            }
+            let cdb_len = if next() % 5 == 0 {
+                (next() % 64) as usize
+            } else {
+                list.len()
+            };
+            let a = run(&mut t, &unmap_cdb(cdb_len, next() % 2 == 0), &list);
+            assert!(inside(&a), "{a:?}");
+
+            let mut cdb = ws16(next() % (BLOCKS + 4), (next() % 3000) as u32, next() as u8);
+            if next() % 2 == 0 {
+                cdb[0] = 0x41;
+            }
+            let data = vec![(next() % 2) as u8; [0, 512, 512, 1024][(next() % 4) as usize]];
+            let a = run(&mut t, &cdb, &data);
+            assert!(inside(&a), "{a:?}");
+        }
+    }
 }
