@@ -322,3 +322,77 @@ fn write_same_repeats_its_block_across_steps_and_anchor_keeps_space() {
         "unmapping freed the range: {used_after} -> {used_unmapped} bytes"
     );
 }
+
+#[test]
+fn an_aborted_write_same_stops_between_steps() {
+    use gateway::iscsi::pdu::{self, Bhs, ScsiCommand};
+
+    const LUN_BYTES: u64 = 2 << 30;
+    let d = Daemon::start(
+        "thin-abort",
+        &[TargetSpec::new(vec![
+            LunSpec::new(LUN_BYTES).with("params thin_provisioning=1")
+        ])],
+    );
+    let file = d.dir.0.join("t1-lun1.img");
+    let o = LoginOptions::default();
+    let mut s = RawSession::login(d.portal, &d.targets[0], &o).expect("login");
+    settle(&mut s, 1);
+
+    // WRITE SAME(16) of a non-zero block over all 2 GiB, without UNMAP: 2048 write steps.
+    // The block goes as immediate data, so the target starts it on receipt.
+    let mut cdb = [0u8; 16];
+    cdb[0] = 0x93;
+    cdb[10..14].copy_from_slice(&((LUN_BYTES / BLOCK) as u32).to_be_bytes());
+    let itt = 0x7000_0001;
+    let cmdsn = s.take_cmdsn();
+    let mut cmd = ScsiCommand {
+        immediate: false,
+        final_: true,
+        read: false,
+        write: true,
+        attr: 1,
+        lun: pdu::lun_to_wire(1),
+        itt,
+        expected_len: BLOCK as u32,
+        cmdsn,
+        exp_statsn: s.exp_statsn(),
+        cdb,
+    }
+    .encode();
+    cmd.set_data_segment_len(BLOCK as u32);
+    s.send(&cmd, &[0xc3; BLOCK as usize]).unwrap();
+
+    // ABORT TASK right behind it: the target reads both in order, so the job is under way
+    // (one step in flight) when the abort arrives.
+    let mut tmf = Bhs::default();
+    tmf.0[0] = 0x40 | 0x02; // immediate Task Management Function Request
+    tmf.0[1] = 0x80 | 0x01; // ABORT TASK
+    tmf.0[8..16].copy_from_slice(&pdu::lun_to_wire(1));
+    tmf.0[16..20].copy_from_slice(&0x7000_0002u32.to_be_bytes());
+    tmf.0[20..24].copy_from_slice(&itt.to_be_bytes());
+    tmf.0[24..28].copy_from_slice(&s.cmdsn().to_be_bytes());
+    tmf.0[28..32].copy_from_slice(&s.exp_statsn().to_be_bytes());
+    tmf.0[32..36].copy_from_slice(&cmdsn.to_be_bytes());
+    s.send(&tmf, &[]).unwrap();
+    let r = s.recv().unwrap();
+    assert_eq!(
+        r.bhs.raw_opcode(),
+        0x22,
+        "a TMF response, not the WRITE SAME's status"
+    );
+    assert_eq!(r.bhs.0[2], 0, "function complete");
+
+    // The session goes on, and the rest of the LU was never written.
+    let tur = s.scsi(1, &[0; 6], &[], 0).unwrap();
+    assert_eq!(tur.status, 0);
+    // An absence is checked over a while: a job that went on would write hundreds of MiB
+    // in that time (about 1 MiB per ring turn).
+    let used = std::fs::metadata(&file).unwrap().blocks() * 512;
+    std::thread::sleep(Duration::from_millis(300));
+    let later = std::fs::metadata(&file).unwrap().blocks() * 512;
+    assert!(
+        used < LUN_BYTES / 8 && later == used,
+        "the aborted WRITE SAME went on: {used} then {later} bytes allocated"
+    );
+}
