@@ -93,11 +93,11 @@ impl TargetThread {
 
     fn start_job(&mut self, t: usize, job: Job) {
         let lun = self.tasks[t].lun;
-        let file_backed = self
+        let null = self
             .stores
             .get(&lun)
-            .is_some_and(|s| matches!(s.backing.kind, StoreKind::File { .. }));
-        if !file_backed {
+            .is_some_and(|s| matches!(s.backing.kind, StoreKind::Null));
+        if null {
             // No storage behind the LU: nothing to deallocate or write.
             if let Some(b) = job.buf {
                 self.ring.free_buf(b);
@@ -115,8 +115,9 @@ impl TargetThread {
     fn next_step(&mut self, t: usize) {
         let lun = self.tasks[t].lun;
         let Some(fd) = self.stores.get(&lun).and_then(|s| s.raw_fd()) else {
-            // The LUN was removed while the job ran (its old store waits in `retired` until
-            // this task is done): nothing more can be deallocated or written.
+            // No file: the LUN was removed while the job ran (its old store waits in
+            // `retired` until this task is done), or its store has no descriptor to punch or
+            // write through. Fail rather than report work that was not done.
             self.end_job(t, IoOutcome::Error(libc::ENODEV));
             return;
         };
