@@ -16,11 +16,17 @@
 //! characters: 12 to 16 is what Windows initiators accept, and shorter secrets fall to offline
 //! guessing from one captured exchange. An outgoing secret may not repeat an incoming one
 //! (RFC 7143 §12.1.3: a secret authenticates in one direction only).
+//!
+//! Connection liveness is a gateway extension (tgt sets it only with tgtadm): `nop_interval
+//! SECS` inside a `<target>` block pings connections idle that long with a NOP-In (0 turns
+//! pings off), and `nop_count N` closes a connection after N pings in a row go unanswered.
+//! Either one left out takes the daemon's default (`gatewayd --nop-interval`, `--nop-count`).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::iscsi::chap::{Account, Accounts, SECRET_CHARS_MAX, SECRET_CHARS_MIN, USER_BYTES_MAX};
+use crate::target::liveness::{Nop, NOP_COUNT_MAX, NOP_INTERVAL_SECS_MAX};
 
 /// Most targets one configuration may declare.
 pub const TARGETS_MAX: usize = 256;
@@ -156,6 +162,27 @@ pub struct TargetConf {
     pub cpu: Option<usize>,
     /// CHAP accounts (`incominguser`, `outgoinguser`); no incoming account: no CHAP.
     pub accounts: Accounts,
+    /// `nop_interval SECS` (gateway extension): NOP-In pings after this much silence.
+    pub nop_interval: Option<u32>,
+    /// `nop_count N` (gateway extension): unanswered pings before a connection is closed.
+    pub nop_count: Option<u32>,
+}
+
+impl TargetConf {
+    /// The ping policy: what the file says, the daemon's `default` for what it leaves out.
+    /// Pings turned on by the file under a default that has them off take the standard
+    /// count ([`Nop::DEFAULT`]).
+    pub fn nop(&self, default: Nop) -> Nop {
+        let interval_secs = self.nop_interval.unwrap_or(default.interval_secs);
+        let count = match self.nop_count.unwrap_or(default.count) {
+            0 if interval_secs != 0 => Nop::DEFAULT.count,
+            n => n,
+        };
+        Nop {
+            interval_secs,
+            count,
+        }
+    }
 }
 
 /// A whole configuration.
@@ -219,6 +246,8 @@ impl Config {
                 iscsi_keys: Vec::new(),
                 cpu: None,
                 accounts: Accounts::default(),
+                nop_interval: None,
+                nop_count: None,
             })
             .collect();
         Config {
@@ -450,6 +479,8 @@ impl Parser {
                         iscsi_keys: Vec::new(),
                         cpu: None,
                         accounts: Accounts::default(),
+                        nop_interval: None,
+                        nop_count: None,
                     },
                     defaults: LunSettings::default(),
                     luns: Vec::new(),
@@ -689,6 +720,34 @@ impl Parser {
                         format!("cpu `{value}`: write a CPU number such as `cpu 1`"),
                     )
                 })?);
+            }
+            "nop_interval" if !in_lun => {
+                let secs = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|s| *s <= NOP_INTERVAL_SECS_MAX)
+                    .ok_or_else(|| {
+                        err(
+                            file,
+                            line,
+                            format!("nop_interval `{value}`: write seconds from 0 (no pings) to {NOP_INTERVAL_SECS_MAX}, e.g. `nop_interval 30`"),
+                        )
+                    })?;
+                target.conf.nop_interval = Some(secs);
+            }
+            "nop_count" if !in_lun => {
+                let count = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=NOP_COUNT_MAX).contains(n))
+                    .ok_or_else(|| {
+                        err(
+                            file,
+                            line,
+                            format!("nop_count `{value}`: write how many unanswered pings close a connection, 1 to {NOP_COUNT_MAX}, e.g. `nop_count 3`"),
+                        )
+                    })?;
+                target.conf.nop_count = Some(count);
             }
             _ if !in_lun && ISCSI_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key)) => {
                 need("a value")?;
@@ -997,6 +1056,33 @@ mod tests {
         let e = parse("<target iqn.2026-11.x:a>\n backing-store /a\n params thin_provisioning=maybe\n</target>\n")
             .unwrap_err();
         assert!(e.to_string().contains("write 0 or 1"), "{e}");
+    }
+
+    #[test]
+    fn nop_directives_override_the_daemon_default() {
+        let c = parse(
+            "<target iqn.2026-11.io.gateway:a>\n  nop_interval 5\n  nop_count 2\n</target>\n\
+             <target iqn.2026-11.io.gateway:b>\n  nop_interval 0\n</target>\n\
+             <target iqn.2026-11.io.gateway:c>\n  nop_interval 7\n</target>\n\
+             <target iqn.2026-11.io.gateway:d>\n</target>\n",
+        )
+        .unwrap();
+        let nop = |i: usize, default: Nop| c.targets[i].nop(default);
+        assert_eq!(nop(0, Nop::DEFAULT), Nop::new(5, 2).unwrap());
+        assert_eq!(nop(1, Nop::DEFAULT), Nop::new(0, 3).unwrap());
+        assert!(!nop(1, Nop::DEFAULT).is_on());
+        assert_eq!(nop(2, Nop::OFF), Nop::new(7, Nop::DEFAULT.count).unwrap());
+        assert_eq!(nop(3, Nop::OFF), Nop::OFF);
+        assert_eq!(nop(3, Nop::DEFAULT), Nop::DEFAULT);
+        for bad in [
+            "nop_interval -1",
+            "nop_interval 3601",
+            "nop_count 0",
+            "nop_count x",
+        ] {
+            let e = parse(&format!("<target iqn.2026-11.x:a>\n  {bad}\n</target>\n")).unwrap_err();
+            assert!(e.to_string().contains(":2"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -265,16 +265,36 @@ pub struct Daemon {
     pub mgmt_tx: gw_uring::MailboxSender<MgmtMsg>,
 }
 
+/// How to start the daemon besides its configuration.
+#[derive(Debug)]
+pub struct StartOptions {
+    /// Addresses to listen on.
+    pub portals: Vec<SocketAddr>,
+    /// CPUs target threads are pinned to, round-robin.
+    pub cpus: Vec<usize>,
+    /// Login and discovery time limits.
+    pub timeouts: crate::mgmt::Timeouts,
+    /// The tgtadm socket, if any.
+    pub admin: Option<AdminSocket>,
+    /// The configuration file, re-read on SIGHUP.
+    pub config_path: Option<PathBuf>,
+    /// Where state that outlives the daemon is kept.
+    pub state_dir: Option<PathBuf>,
+    /// Where targets are published for metrics.
+    pub registry: Arc<crate::metrics::Registry>,
+}
+
 /// Starts target threads and binds portals.
-pub fn start(
-    config: &Config,
-    portal_addrs: &[SocketAddr],
-    cpus: &[usize],
-    timeouts: crate::mgmt::Timeouts,
-    admin: Option<AdminSocket>,
-    config_path: Option<std::path::PathBuf>,
-    state_dir: Option<PathBuf>,
-) -> Result<Daemon, StartError> {
+pub fn start(config: &Config, opts: StartOptions) -> Result<Daemon, StartError> {
+    let StartOptions {
+        portals: portal_addrs,
+        cpus,
+        timeouts,
+        admin,
+        config_path,
+        state_dir,
+        registry,
+    } = opts;
     gw_uring::probe()?;
     let stores = open_stores(config)?;
     let (mgmt_tx, inbox) = gw_uring::mailbox::<MgmtMsg>()?;
@@ -305,12 +325,14 @@ pub fn start(
                 pr_dir: state_dir
                     .as_deref()
                     .map(|d| target::aptpl::target_dir(d, &t.name)),
+                nop: t.nop(timeouts.nop),
             },
             gw_uring::RingOptions::default(),
             mgmt_tx.clone(),
         )?;
         let mut entry = TargetEntry::new(t.tid, t.name.clone(), limits, handle, stats);
         entry.from_config = true;
+        entry.nop = t.nop(timeouts.nop);
         // As tgt-admin does: no initiator-address means every address may log in.
         entry.addresses = if t.initiator_addresses.is_empty() {
             vec!["ALL".to_string()]
@@ -339,7 +361,7 @@ pub fn start(
         entry.accounts = t.accounts.clone();
     }
     let mut portals = Vec::with_capacity(portal_addrs.len());
-    for &addr in portal_addrs {
+    for &addr in &portal_addrs {
         portals.push(bind_portal(addr)?);
     }
     let bound = portals.iter().map(|p| p.addr).collect();
@@ -356,6 +378,7 @@ pub fn start(
         cpus: cpus.to_vec(),
         config_path,
         state_dir,
+        registry,
     };
     let mut mgmt = Mgmt::new(ring, portals, entries, inbox, setup)?;
     mgmt.set_discovery_accounts(config.discovery_accounts.clone());

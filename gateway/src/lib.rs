@@ -12,6 +12,8 @@ pub mod backing;
 pub mod config;
 pub mod daemon;
 pub mod iscsi;
+pub mod lograte;
+pub mod metrics;
 pub mod mgmt;
 pub mod msg;
 pub mod notify;

@@ -174,6 +174,8 @@ pub struct TargetEntry {
     pub from_config: bool,
     /// A reload removed it: stop the thread once no session is left.
     pub remove_when_idle: bool,
+    /// How its thread pings idle connections (as last set; the thread holds the live copy).
+    pub nop: crate::target::liveness::Nop,
     next_tsih: u16,
 }
 
@@ -201,6 +203,7 @@ impl TargetEntry {
             stats,
             from_config: false,
             remove_when_idle: false,
+            nop: crate::target::liveness::Nop::DEFAULT,
             next_tsih: 0,
         }
     }
@@ -342,7 +345,7 @@ pub struct Mgmt {
     next_discovery_tsih: u16,
     pub(crate) stopping: bool,
     next_serial: u32,
-    timeouts: Timeouts,
+    pub(crate) timeouts: Timeouts,
     /// The tgtadm socket, when enabled.
     pub(crate) admin: Option<AdminSocket>,
     /// The accept armed on it.
@@ -371,6 +374,12 @@ pub struct Mgmt {
     pub(crate) config_path: Option<std::path::PathBuf>,
     /// Where state that outlives the daemon is kept.
     pub(crate) state_dir: Option<std::path::PathBuf>,
+    /// What the metrics endpoint and `--mode stats` report.
+    pub(crate) registry: std::sync::Arc<crate::metrics::Registry>,
+    /// The tids last published to the registry.
+    published: Vec<u32>,
+    /// Bounds the log lines peers cause.
+    peer_log: crate::lograte::LogLimiter,
 }
 
 /// What the management thread is started with besides its ring, portals and targets.
@@ -388,6 +397,8 @@ pub struct MgmtSetup {
     pub config_path: Option<std::path::PathBuf>,
     /// Where state that outlives the daemon is kept (APTPL reservations).
     pub state_dir: Option<std::path::PathBuf>,
+    /// Where to publish the targets for metrics.
+    pub registry: std::sync::Arc<crate::metrics::Registry>,
 }
 
 /// How long connections may take on the management thread.
@@ -397,6 +408,8 @@ pub struct Timeouts {
     pub login: std::time::Duration,
     /// Silence after which a discovery session is closed.
     pub discovery_idle: std::time::Duration,
+    /// How targets ping idle connections unless their configuration says otherwise.
+    pub nop: crate::target::liveness::Nop,
 }
 
 impl Default for Timeouts {
@@ -404,6 +417,7 @@ impl Default for Timeouts {
         Timeouts {
             login: std::time::Duration::from_secs(15),
             discovery_idle: std::time::Duration::from_secs(60),
+            nop: crate::target::liveness::Nop::DEFAULT,
         }
     }
 }
@@ -413,6 +427,7 @@ struct Directory<'a> {
     targets: &'a [TargetEntry],
     discovery: &'a Accounts,
     peer: IpAddr,
+    log: &'a crate::lograte::LogLimiter,
 }
 
 impl TargetDirectory for Directory<'_> {
@@ -427,11 +442,15 @@ impl TargetDirectory for Directory<'_> {
             .find(|t| t.name.eq_ignore_ascii_case(target_name))
             .ok_or(LoginRefusal::NotFound)?;
         if entry.offline {
-            tracing::info!(target = %entry.name, initiator = initiator_name, "login refused: the target is offline");
+            if self.log.allow() {
+                tracing::info!(target = %entry.name, initiator = initiator_name, peer = %self.peer, "login refused: the target is offline");
+            }
             return Err(LoginRefusal::NotFound);
         }
         if !entry.allows(initiator_name, self.peer) {
-            tracing::warn!(target = %entry.name, initiator = initiator_name, peer = %self.peer, "login refused by ACL");
+            if self.log.allow() {
+                tracing::warn!(target = %entry.name, initiator = initiator_name, peer = %self.peer, "login refused by ACL");
+            }
             return Err(LoginRefusal::NotAuthorized);
         }
         Ok(ResolvedTarget {
@@ -483,6 +502,9 @@ impl Mgmt {
             stopping_targets: Vec::new(),
             config_path: setup.config_path,
             state_dir: setup.state_dir,
+            registry: setup.registry,
+            published: Vec::new(),
+            peer_log: crate::lograte::LogLimiter::default(),
         };
         for (i, p) in mgmt.portals.iter_mut().enumerate() {
             let p = p.as_mut().expect("all portals are open at start");
@@ -523,8 +545,10 @@ impl Mgmt {
 
     /// Runs until a SIGTERM or SIGINT, then stops every target thread and returns.
     pub fn run(&mut self) {
+        let _span = tracing::info_span!("mgmt").entered();
         let mut completions = Vec::with_capacity(64);
         while !self.stopping {
+            self.publish_targets();
             self.flush_output();
             if let Err(e) = self.ring.submit_and_wait(1) {
                 panic!("management ring: submit failed: {e}");
@@ -557,6 +581,30 @@ impl Mgmt {
                 tracing::error!(tid, "target thread panicked");
             }
         }
+    }
+
+    /// Tells the metrics registry which targets exist, when that has changed.
+    fn publish_targets(&mut self) {
+        if self.targets.len() == self.published.len()
+            && self
+                .targets
+                .iter()
+                .zip(&self.published)
+                .all(|(t, &p)| t.tid == p)
+        {
+            return;
+        }
+        self.published = self.targets.iter().map(|t| t.tid).collect();
+        self.registry.publish(
+            self.targets
+                .iter()
+                .map(|t| crate::metrics::Published {
+                    tid: t.tid,
+                    name: t.name.clone(),
+                    stats: t.stats.clone(),
+                })
+                .collect(),
+        );
     }
 
     /// Ends everything armed on the ring (accepts, receives, the mailbox read) and waits a
@@ -737,7 +785,9 @@ impl Mgmt {
                 Ok(Some(p)) => p,
                 Ok(None) => return,
                 Err(e) => {
-                    tracing::warn!(peer = %conn.peer, "protocol error during login or discovery: {e}");
+                    if self.peer_log.allow() {
+                        tracing::warn!(peer = %conn.peer, "protocol error during login or discovery: {e}");
+                    }
                     self.close(c);
                     return;
                 }
@@ -760,11 +810,14 @@ impl Mgmt {
             targets: &self.targets,
             discovery: &self.discovery_accounts,
             peer: conn.peer.ip(),
+            log: &self.peer_log,
         };
         match login.on_pdu(&pdu, &dir) {
             LoginStep::Continue { bhs, data } => conn.queue(&bhs, &data),
             LoginStep::Fail { bhs, data, reason } => {
-                tracing::info!(peer = %conn.peer, "login failed: {reason}");
+                if self.peer_log.allow() {
+                    tracing::info!(peer = %conn.peer, "login failed: {reason}");
+                }
                 conn.queue(&bhs, &data);
                 conn.phase = Phase::Closing;
             }

@@ -72,6 +72,8 @@ pub enum Control {
         /// A replacement store.
         backing: Option<Backing>,
     },
+    /// Ping idle connections with this policy from now on.
+    SetNop(crate::target::liveness::Nop),
     /// Report the LUs' state.
     Report,
 }
@@ -81,6 +83,8 @@ pub enum Control {
 pub struct TargetReport {
     /// Every LU, LUN 0 first.
     pub lus: Vec<gw_scsi::LuStatus>,
+    /// How idle connections are pinged.
+    pub nop: crate::target::liveness::Nop,
 }
 
 /// A report from a target thread (or the signal watcher) to the management thread.

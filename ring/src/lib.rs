@@ -28,5 +28,5 @@ pub use fileinfo::{allocation_at, direct_io_alignment, Allocation, DirectAlign};
 pub use iobuf::IoBuf;
 pub use mailbox::{mailbox, Mailbox, MailboxClosed, MailboxSender};
 pub use op::OpId;
-pub use ring::{probe, Completion, Fallocate, Features, RecvBuf, Ring, RingOptions};
+pub use ring::{probe, Completion, Fallocate, Features, RecvBuf, Ring, RingCounters, RingOptions};
 pub use thread::{allowed_cpus, spawn_pinned};

@@ -177,8 +177,22 @@ impl Fallocate {
     }
 }
 
+/// What a ring has done since it was created, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingCounters {
+    /// Submission queue entries handed to the kernel.
+    pub submitted: u64,
+    /// Completion queue entries reaped.
+    pub completed: u64,
+    /// Completions the kernel could not fit in the completion queue (it kept them aside).
+    pub cq_overflows: u64,
+    /// Multishot receives that ran out of provided buffers and were re-armed.
+    pub enobufs_rearms: u64,
+}
+
 /// One thread's io_uring with its op table and buffers.
 pub struct Ring {
+    counters: RingCounters,
     uring: ManuallyDrop<IoUring>,
     ops: Slab<Op>,
     capacity: usize,
@@ -309,6 +323,7 @@ impl Ring {
         }
         let capacity = (opts.cq_entries as usize).max(opts.sq_entries as usize) / 2;
         Ok(Ring {
+            counters: RingCounters::default(),
             uring: ManuallyDrop::new(uring),
             ops: Slab::with_capacity(capacity),
             capacity,
@@ -631,7 +646,10 @@ impl Ring {
             0
         };
         match self.uring.submit_and_wait(want) {
-            Ok(_) => Ok(()),
+            Ok(n) => {
+                self.counters.submitted += n as u64;
+                Ok(())
+            }
             Err(e)
                 if matches!(
                     e.raw_os_error(),
@@ -642,6 +660,11 @@ impl Ring {
             }
             Err(e) => Err(RingError::Enter(e)),
         }
+    }
+
+    /// What this ring has done so far.
+    pub fn counters(&self) -> RingCounters {
+        self.counters
     }
 
     /// Bytes of a received chunk.
@@ -703,9 +726,13 @@ impl Ring {
     /// Drains the completion queue into `out`.
     pub fn reap(&mut self, out: &mut Vec<Completion>) {
         let mut cqes = std::mem::take(&mut self.cqes);
-        for cqe in self.uring.completion() {
+        let mut cq = self.uring.completion();
+        self.counters.cq_overflows = u64::from(cq.overflow());
+        cq.sync();
+        for cqe in cq {
             cqes.push((cqe.user_data(), cqe.result(), cqe.flags()));
         }
+        self.counters.completed += cqes.len() as u64;
         for slot in std::mem::take(&mut self.cancelled_starved) {
             let op = self.ops.remove(slot);
             out.push(Completion::Received {
@@ -782,6 +809,7 @@ impl Ring {
                 } else if res == -libc::ENOBUFS && !op.cancelled {
                     // Out of buffers: wait for one to come back, then re-arm (not reported).
                     if !more {
+                        self.counters.enobufs_rearms += 1;
                         self.starved.push(slot);
                     }
                 } else {

@@ -169,6 +169,11 @@ impl Target {
             .ok_or(ScsiError::NoSuchLun(cfg.lun))?;
         let blocks = lu.cfg.blocks;
         let block_size = lu.cfg.block_size;
+        if cfg.write_cache != lu.cfg.write_cache {
+            // The caching page follows (its WCE decides whether writes are made durable).
+            lu.mode.wce = cfg.write_cache;
+            lu.default_mode.wce = cfg.write_cache;
+        }
         lu.cfg = LuConfig {
             blocks,
             block_size,
@@ -233,6 +238,14 @@ impl Target {
         let Some(lu) = self.lus.get(&lun) else {
             return 0;
         };
+        // Short CDBs read as zero-padded, as `execute` sees them.
+        let mut padded = [0u8; 16];
+        let n = cdb.len().min(16);
+        padded[..n].copy_from_slice(&cdb[..n]);
+        let cdb = &padded[..];
+        if n == 0 {
+            return 0;
+        }
         match cdb.first() {
             Some(&op::MODE_SELECT_6) => u64::from(cdb[4]),
             Some(&op::MODE_SELECT_10) => u64::from(u16_at(cdb, 7)),

@@ -5,6 +5,8 @@
 //! daemon is stopped when its handle drops, so no process outlives a test.
 #![forbid(unsafe_code)]
 
+pub mod conformance;
+pub mod fuzzing;
 pub mod raw;
 
 use std::io::{BufRead, BufReader};
@@ -95,7 +97,13 @@ pub fn gatewayd_path() -> PathBuf {
         return PathBuf::from(p);
     }
     // target/<profile>/deps/<test binary> -> target/<profile>/gatewayd
+    // Beside a binary of this crate (target/<profile>/conformance), or one level up from a
+    // test (target/<profile>/deps/<test>).
     let exe = std::env::current_exe().expect("current exe");
+    let beside = exe.parent().expect("a directory").join("gatewayd");
+    if beside.exists() {
+        return beside;
+    }
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
@@ -123,6 +131,8 @@ pub struct Daemon {
     pub portals: Vec<SocketAddr>,
     /// Target names, in tid order.
     pub targets: Vec<String>,
+    /// The metrics endpoint, when started with `--metrics`.
+    pub metrics: Option<SocketAddr>,
     args: Vec<String>,
     stderr_log: PathBuf,
 }
@@ -199,6 +209,7 @@ impl Daemon {
                     .collect()
             },
             targets: names,
+            metrics: None,
             args: args.iter().map(|a| a.to_string()).collect(),
             stderr_log,
         };
@@ -256,6 +267,9 @@ impl Daemon {
                 Ok(line) => {
                     if let Some(addr) = line.strip_prefix("gatewayd: listening on ") {
                         bound.push(addr.parse().expect("listening address"));
+                    } else if let Some(url) = line.strip_prefix("gatewayd: metrics on http://") {
+                        let addr = url.trim_end_matches("/metrics");
+                        self.metrics = Some(addr.parse().expect("metrics address"));
                     } else if line == "gatewayd: ready" {
                         assert_eq!(bound.len(), self.portals.len(), "one line per portal");
                         self.portals = bound;
@@ -509,13 +523,18 @@ pub struct SuiteResult {
 
 /// Runs `iscsi-test-cu --dataloss -t SUITE URL` and parses its CUnit summary.
 pub fn iscsi_test_cu(url: &str, suite: &str, extra: &[&str]) -> SuiteResult {
+    iscsi_test_cu_paths(&[url], suite, extra)
+}
+
+/// As [`iscsi_test_cu`], with a second path (URL) to the same LU for the multipath tests.
+pub fn iscsi_test_cu_paths(urls: &[&str], suite: &str, extra: &[&str]) -> SuiteResult {
     let out = run(
         Command::new("iscsi-test-cu")
             .arg("--dataloss")
             .arg("-t")
             .arg(suite)
             .args(extra)
-            .arg(url),
+            .args(urls),
         Duration::from_secs(300),
     );
     let text = format!("{}{}", out.stdout, out.stderr);
@@ -532,8 +551,12 @@ pub fn iscsi_test_cu(url: &str, suite: &str, extra: &[&str]) -> SuiteResult {
         if l.ends_with("FAILED") || l == "FAILED" {
             r.failures.push(current.clone());
         }
-        if l.contains("[SKIPPED]") {
-            r.skips.push(format!("{current}: {l}"));
+        if let Some((_, reason)) = l.split_once("[SKIPPED]") {
+            // libiscsi prints most skips twice (on the test's line and on its own): keep one.
+            let skip = format!("{current}: {}", reason.trim());
+            if !r.skips.contains(&skip) {
+                r.skips.push(skip);
+            }
         }
         if let Some(rest) = l.strip_prefix("tests") {
             let n: Vec<u32> = rest

@@ -1,10 +1,10 @@
 //! A small blocking iSCSI initiator over a plain socket, for what libiscsi's tools cannot do:
 //! data digests (Debian's libiscsi 1.19 only offers DataDigest=None), session reinstatement
-//! by ISID, and deliberately broken PDUs.
+//! by ISID, deliberately broken PDUs, and an initiator that stops answering NOP-In pings.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gateway::iscsi::pdu::{self, Bhs, DataOut, LoginRequest, LoginResponse, Opcode, ScsiCommand};
 use gateway::iscsi::reader::{Digests, Pdu, PduReader};
@@ -32,6 +32,16 @@ pub struct RawSession {
     itt: u32,
     first_burst: u32,
     max_send: u32,
+    answer_pings: bool,
+    pings: u32,
+}
+
+/// The ITT and TTT value meaning "none" (RFC 7143 §11.2.1.5).
+const RESERVED_TAG: u32 = 0xffff_ffff;
+
+/// Whether a PDU is a target's NOP-In ping, which wants a NOP-Out back (RFC 7143 §11.19).
+pub fn is_ping(p: &Pdu) -> bool {
+    p.bhs.opcode() == Some(Opcode::NopIn) && p.bhs.u32_at(20) != RESERVED_TAG
 }
 
 /// Login options.
@@ -76,6 +86,8 @@ impl RawSession {
             itt: 1,
             first_burst: 0,
             max_send: 8192,
+            answer_pings: true,
+            pings: 0,
         };
         let digest = |on: bool| if on { "CRC32C" } else { "None" };
         let mut data = Vec::new();
@@ -158,8 +170,103 @@ impl RawSession {
         self.digests
     }
 
-    /// Receives one PDU.
+    /// Receives the next PDU that is not a NOP-In ping; pings are answered on the way, as an
+    /// initiator must, unless [`RawSession::set_answer_pings`] said not to.
     pub fn recv(&mut self) -> Result<Pdu, String> {
+        loop {
+            let p = self.recv_any()?;
+            if !is_ping(&p) {
+                return Ok(p);
+            }
+            self.pings += 1;
+            if self.answer_pings {
+                self.answer_ping(&p)?;
+            }
+        }
+    }
+
+    /// Whether [`RawSession::recv`] answers pings (it does unless told otherwise).
+    pub fn set_answer_pings(&mut self, yes: bool) {
+        self.answer_pings = yes;
+    }
+
+    /// NOP-In pings received so far (answered or not).
+    pub fn pings(&self) -> u32 {
+        self.pings
+    }
+
+    /// Answers a NOP-In ping: an immediate NOP-Out with no ITT, echoing the LUN and the TTT
+    /// (RFC 7143 §11.18), carrying the CmdSN without advancing it.
+    pub fn answer_ping(&mut self, ping: &Pdu) -> Result<(), String> {
+        let mut b = Bhs::default();
+        b.0[0] = 0x40; // immediate NOP-Out
+        b.0[1] = 0x80;
+        b.0[8..16].copy_from_slice(&ping.bhs.0[8..16]);
+        b.0[16..20].copy_from_slice(&RESERVED_TAG.to_be_bytes());
+        b.0[20..24].copy_from_slice(&ping.bhs.0[20..24]);
+        b.0[24..28].copy_from_slice(&self.cmdsn.to_be_bytes());
+        b.0[28..32].copy_from_slice(&self.exp_statsn.to_be_bytes());
+        self.send(&b, &[])
+    }
+
+    /// Waits up to `within` for the next PDU, whatever it is (pings included, unanswered).
+    /// `Ok(None)`: nothing came in time.
+    pub fn recv_within(&mut self, within: Duration) -> Result<Option<Pdu>, String> {
+        let deadline = Instant::now() + within;
+        let mut buf = vec![0u8; 65536];
+        let result = loop {
+            if let Some(p) = self.reader.next_pdu().map_err(|e| e.to_string())? {
+                break Ok(Some(p));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break Ok(None);
+            }
+            self.sock
+                .set_read_timeout(Some(left))
+                .map_err(|e| e.to_string())?;
+            match self.sock.read(&mut buf) {
+                Ok(0) => break Err("connection closed by the target".to_string()),
+                Ok(n) => self.reader.push(&buf[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => break Err(e.to_string()),
+            }
+        };
+        self.sock
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| e.to_string())?;
+        result
+    }
+
+    /// Reads, answering nothing, until the target closes the connection; counts the pings
+    /// that came. Fails if it is still open after `within`.
+    pub fn wait_closed(&mut self, within: Duration) -> Result<Duration, String> {
+        let start = Instant::now();
+        loop {
+            let left = within.saturating_sub(start.elapsed());
+            match self.recv_within(left) {
+                Ok(Some(p)) => {
+                    if is_ping(&p) {
+                        self.pings += 1;
+                    }
+                }
+                Ok(None) => {
+                    return Err(format!(
+                        "still open after {within:?} ({} pings)",
+                        self.pings
+                    ))
+                }
+                Err(_) => return Ok(start.elapsed()),
+            }
+        }
+    }
+
+    /// Receives one PDU, whatever it is.
+    pub fn recv_any(&mut self) -> Result<Pdu, String> {
         let mut buf = vec![0u8; 65536];
         loop {
             if let Some(p) = self.reader.next_pdu().map_err(|e| e.to_string())? {

@@ -73,3 +73,28 @@ fn acls_filter_login_and_discovery() {
         "refusals are logged"
     );
 }
+
+/// A peer retrying refused logins in a loop cannot flood the log: the first lines are kept,
+/// the rest are counted.
+#[test]
+fn refused_logins_are_logged_at_a_bounded_rate() {
+    let d = Daemon::start(
+        "acl-flood",
+        &[TargetSpec::new(vec![LunSpec::new(16 * MIB)]).with("initiator-address 10.9.9.0/24")],
+    );
+    let opts = gw_tests::raw::LoginOptions::default();
+    for _ in 0..200 {
+        assert!(gw_tests::raw::RawSession::login(d.portal, &d.targets[0], &opts).is_err());
+    }
+    // One more after the window, so the count of dropped lines is written.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert!(gw_tests::raw::RawSession::login(d.portal, &d.targets[0], &opts).is_err());
+    let log = d.log();
+    let refused = log.matches("login refused by ACL").count();
+    assert!(refused >= 1, "{log}");
+    assert!(
+        refused <= 2 * 20 + 1,
+        "{refused} refusal lines for 201 attempts"
+    );
+    assert!(log.contains("log lines about peers were dropped"), "{log}");
+}

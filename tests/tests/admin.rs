@@ -5,6 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use gw_tests::raw::{LoginOptions, RawSession};
 use gw_tests::{run, Daemon, LunSpec, Output, TargetSpec};
 
 const MIB: u64 = 1 << 20;
@@ -321,7 +322,7 @@ fn tgt_admin_applies_and_dumps_a_config() {
     std::fs::write(
         &conf,
         format!(
-            "<target {IQN}>\n    backing-store {}\n    backing-store {}\n    initiator-address 127.0.0.1\n    vendor_id ACME\n    MaxBurstLength 131072\n</target>\n",
+            "<target {IQN}>\n    backing-store {}\n    backing-store {}\n    initiator-address 127.0.0.1\n    vendor_id ACME\n    write-cache off\n    MaxBurstLength 131072\n</target>\n",
             a.display(),
             b.display()
         ),
@@ -371,6 +372,95 @@ fn tgt_admin_applies_and_dumps_a_config() {
         "{}",
         dump.stdout
     );
+    // `write-cache off` reached the caching mode page: WCE is clear.
+    let mut s = RawSession::login(d.portal, IQN, &LoginOptions::default()).unwrap();
+    let sense = [0x1a, 0x08, 0x08, 0, 0xff, 0];
+    let r = (0..4)
+        .map(|_| s.scsi(1, &sense, &[], 255).unwrap())
+        .find(|r| r.status == 0)
+        .expect("MODE SENSE succeeds once the unit attention is consumed");
+    assert_eq!(r.data[4] & 0x3f, 0x08, "caching page: {:02x?}", r.data);
+    assert_eq!(r.data[6] & 0x04, 0, "WCE off: {:02x?}", r.data);
+}
+
+/// Management changes on one target never disturb I/O on another.
+#[test]
+fn changes_are_live_and_leave_other_targets_alone() {
+    let d = Daemon::start(
+        "admin-busy",
+        &[TargetSpec::new(vec![LunSpec::new(64 * MIB)])],
+    );
+    let img = d.dir.0.join("churn.img");
+    std::fs::File::create(&img)
+        .and_then(|f| f.set_len(16 * MIB))
+        .expect("create a LUN file");
+    let img = img.to_str().expect("UTF-8 path").to_string();
+    std::thread::scope(|scope| {
+        let io = scope.spawn(|| {
+            d.fio(
+                0,
+                1,
+                &[
+                    "--rw=randrw",
+                    "--bs=4k",
+                    "--iodepth=16",
+                    "--size=64m",
+                    "--verify=crc32c",
+                    "--runtime=4",
+                    "--time_based",
+                ],
+            )
+        });
+        let mut rounds = 0;
+        while !io.is_finished() {
+            let iqn = format!("{IQN}-{rounds}");
+            d.tgtadm(&[
+                "--lld", "iscsi", "--op", "new", "--mode", "target", "--tid", "9", "-T", &iqn,
+            ]);
+            d.tgtadm(&[
+                "--lld",
+                "iscsi",
+                "--op",
+                "new",
+                "--mode",
+                "logicalunit",
+                "--tid",
+                "9",
+                "--lun",
+                "1",
+                "-b",
+                &img,
+            ]);
+            d.tgtadm(&[
+                "--lld", "iscsi", "--op", "bind", "--mode", "target", "--tid", "9", "-I", "ALL",
+            ]);
+            d.tgtadm(&[
+                "--lld",
+                "iscsi",
+                "--op",
+                "update",
+                "--mode",
+                "target",
+                "--tid",
+                "1",
+                "-n",
+                "MaxBurstLength",
+                "-v",
+                "262144",
+            ]);
+            d.tgtadm(&["--lld", "iscsi", "--op", "show", "--mode", "target"]);
+            d.tgtadm(&[
+                "--lld", "iscsi", "--op", "delete", "--mode", "target", "--tid", "9",
+            ]);
+            rounds += 1;
+        }
+        let out = io.join().expect("fio thread");
+        assert!(out.stdout.contains("err= 0"), "{}", out.stdout);
+        assert!(
+            rounds >= 3,
+            "only {rounds} rounds of changes ran during the I/O"
+        );
+    });
 }
 
 /// gatewayadm takes tgtadm's options and gives its answers; accounts and portals.

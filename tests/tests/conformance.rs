@@ -1,140 +1,177 @@
-//! libiscsi's conformance suite (iscsi-test-cu) against a fresh gatewayd per suite.
+//! libiscsi's conformance suite (iscsi-test-cu) against a fresh gatewayd per suite, through
+//! the runner in `gw_tests::conformance` (`cargo run --release -p gw-tests --bin conformance`
+//! prints the whole table).
+//!
+//! Every suite `iscsi-test-cu --list` names is accounted for: it runs here with zero failures,
+//! and any test it skips because the target lacks a feature is listed in [`KNOWN_GAPS`] with
+//! the reason, so a gap is never mistaken for a pass.
 
-use gw_tests::{iscsi_test_cu, Daemon, LunSpec, TargetSpec};
+use gw_tests::conformance::{list_suites, run_suite, run_suite_on, Row, THIN};
+use gw_tests::LunSpec;
 
 const MIB: u64 = 1 << 20;
 
-/// What the suite's LU must be.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Lu {
-    Plain,
-    /// PreventAllow, StartStopUnit and NoMedia exercise a removable medium.
-    Removable,
-    /// ReadOnly checks every write-type command is refused.
-    ReadOnly,
-    /// Thin provisioned (tgt's `params thin_provisioning=1`): UNMAP, WRITE SAME with UNMAP
-    /// and GET LBA STATUS are only tested where VPD 0xB2 and LBPME say they are supported.
-    Thin,
-    /// Thin with 4096-byte blocks: one logical block per physical block. GetLBAStatus's
-    /// UnmapSingle asks for LBA i+1 and expects the answer to start at i+LBPPB, which holds
-    /// only when LBPPB is 1 (with 512-byte blocks a thin LU has 8 per 4 KiB physical block).
-    Thin4k,
-    /// Read-only and thin: ReadOnlySBC checks UNMAP is refused too.
-    ReadOnlyThin,
-    /// Thin on an O_DIRECT store (tgt's `aio`): holes are punched the same way.
-    ThinDirect,
+/// Suites with tests skipped because gatewayd lacks the feature they exercise.
+const KNOWN_GAPS: &[(&str, &str)] = &[
+    (
+        "ALL.ExtendedCopy",
+        "EXTENDED COPY and RECEIVE COPY RESULTS are not implemented",
+    ),
+    (
+        "ALL.ReceiveCopyResults",
+        "RECEIVE COPY RESULTS is not implemented",
+    ),
+    ("ALL.OrWrite", "ORWRITE is not implemented"),
+    (
+        "ALL.ReadDefectData10",
+        "READ DEFECT DATA is not implemented",
+    ),
+    (
+        "ALL.ReadDefectData12",
+        "READ DEFECT DATA is not implemented",
+    ),
+    ("ALL.WriteAtomic16", "WRITE ATOMIC is not implemented"),
+    ("ALL.ReadOnly", "its ORWRITE checks skip"),
+    ("ALL.NoMedia", "its ORWRITE checks skip"),
+];
+
+/// Suites not run here, and why: each is a failure or a gap still to close.
+const NOT_RUN: &[(&str, &str)] = &[(
+    "ALL.Sanitize",
+    "SANITIZE is not implemented, and its Readonly test fails: SWP (control mode page) is not changeable",
+)];
+
+fn suite(name: &str) {
+    check(
+        name,
+        run_suite(name),
+        KNOWN_GAPS.iter().any(|(s, _)| *s == name),
+    );
 }
 
-fn suite(name: &str, kind: Lu) {
-    let lun = match kind {
-        Lu::Plain => LunSpec::new(64 * MIB),
-        Lu::Removable => LunSpec::new(64 * MIB).with("removable 1"),
-        Lu::ReadOnly => LunSpec::new(64 * MIB).with("readonly 1"),
-        // 16 MiB: under 65536 blocks, so WriteSame16.Unmap skips its step that WRITE(16)s
-        // 32 MiB at once, twice the MAXIMUM TRANSFER LENGTH VPD 0xB0 advertises.
-        Lu::Thin => LunSpec::new(16 * MIB).with("params thin_provisioning=1"),
-        Lu::ReadOnlyThin => LunSpec::new(64 * MIB)
-            .with("readonly 1")
-            .with("params thin_provisioning=1"),
-        Lu::ThinDirect => LunSpec::new(16 * MIB)
-            .with("bs-type aio")
-            .with("params thin_provisioning=1"),
-        Lu::Thin4k => LunSpec::new(64 * MIB)
-            .with("block-size 4096")
-            .with("params thin_provisioning=1"),
-    };
-    let tag = name.replace('.', "-").to_lowercase();
-    let d = Daemon::start(&tag, &[TargetSpec::new(vec![lun])]);
-    let r = iscsi_test_cu(
-        &d.url(0, 1),
-        name,
-        &[
-            "-i",
-            "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test",
-            "-I",
-            "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test-2",
-        ],
-    );
+/// Asserts a suite's row: no failures, every test passed, and skips for missing features
+/// only where `gaps_expected`.
+fn check(name: &str, row: Row, gaps_expected: bool) {
     println!(
-        "{name:<32} run {:>3}  passed {:>3}  failed {:>3}  skip notes {}",
-        r.run,
-        r.passed,
-        r.failed,
-        r.skips.len()
+        "{}",
+        gw_tests::conformance::table(std::slice::from_ref(&row))
     );
-    for s in &r.skips {
-        println!("    skipped: {s}");
-    }
-    assert_eq!(
-        r.failed, 0,
+    assert!(
+        row.failures.is_empty(),
         "{name}: failed tests {:?}\n{}",
-        r.failures, r.output
+        row.failures,
+        row.output
     );
-    assert_eq!(r.passed, r.run);
+    assert_eq!(row.passed, row.run, "{name}\n{}", row.output);
+    let gaps = row.feature_gaps();
+    assert!(
+        gaps.is_empty() || gaps_expected,
+        "{name} skips for missing features not listed in KNOWN_GAPS: {gaps:?}"
+    );
 }
 
 macro_rules! suites {
-    ($($test:ident => $name:literal, $kind:ident;)*) => {
+    ($($test:ident => $name:literal;)*) => {
         $(
             #[test]
             fn $test() {
-                suite($name, Lu::$kind);
+                suite($name);
+            }
+        )*
+        const TESTED: &[&str] = &[$($name),*];
+    };
+}
+
+suites! {
+    compare_and_write => "ALL.CompareAndWrite";
+    extended_copy => "ALL.ExtendedCopy";
+    get_lba_status => "ALL.GetLBAStatus";
+    inquiry => "ALL.Inquiry";
+    mandatory => "ALL.Mandatory";
+    mode_sense6 => "ALL.ModeSense6";
+    no_media => "ALL.NoMedia";
+    or_write => "ALL.OrWrite";
+    prefetch10 => "ALL.Prefetch10";
+    prefetch16 => "ALL.Prefetch16";
+    prevent_allow => "ALL.PreventAllow";
+    prin_read_keys => "ALL.PrinReadKeys";
+    prin_serviceaction_range => "ALL.PrinServiceactionRange";
+    prin_report_capabilities => "ALL.PrinReportCapabilities";
+    prout_register => "ALL.ProutRegister";
+    prout_reserve => "ALL.ProutReserve";
+    prout_clear => "ALL.ProutClear";
+    prout_preempt => "ALL.ProutPreempt";
+    read6 => "ALL.Read6";
+    read10 => "ALL.Read10";
+    read12 => "ALL.Read12";
+    read16 => "ALL.Read16";
+    read_capacity10 => "ALL.ReadCapacity10";
+    read_capacity16 => "ALL.ReadCapacity16";
+    read_defect_data10 => "ALL.ReadDefectData10";
+    read_defect_data12 => "ALL.ReadDefectData12";
+    read_only => "ALL.ReadOnly";
+    receive_copy_results => "ALL.ReceiveCopyResults";
+    report_supported_opcodes => "ALL.ReportSupportedOpcodes";
+    reserve6 => "ALL.Reserve6";
+    start_stop_unit => "ALL.StartStopUnit";
+    test_unit_ready => "ALL.TestUnitReady";
+    unmap => "ALL.Unmap";
+    verify10 => "ALL.Verify10";
+    verify12 => "ALL.Verify12";
+    verify16 => "ALL.Verify16";
+    write10 => "ALL.Write10";
+    write12 => "ALL.Write12";
+    write16 => "ALL.Write16";
+    write_atomic16 => "ALL.WriteAtomic16";
+    write_same10 => "ALL.WriteSame10";
+    write_same16 => "ALL.WriteSame16";
+    write_verify10 => "ALL.WriteVerify10";
+    write_verify12 => "ALL.WriteVerify12";
+    write_verify16 => "ALL.WriteVerify16";
+    all_iscsi_cmdsn => "ALL.iSCSIcmdsn";
+    all_iscsi_datasn => "ALL.iSCSIdatasn";
+    all_iscsi_residuals => "ALL.iSCSIResiduals";
+    all_iscsi_tmf => "ALL.iSCSITMF";
+    multipath_io => "ALL.MultipathIO";
+    iscsi_cmdsn => "iSCSI.iSCSIcmdsn";
+    iscsi_datasn => "iSCSI.iSCSIdatasn";
+    iscsi_residuals => "iSCSI.iSCSIResiduals";
+    iscsi_tmf => "iSCSI.iSCSITMF";
+}
+
+/// No suite of the installed libiscsi is left out silently.
+#[test]
+fn every_suite_is_accounted_for() {
+    for s in list_suites() {
+        assert!(
+            TESTED.contains(&s.as_str()) || NOT_RUN.iter().any(|(n, _)| *n == s),
+            "iscsi-test-cu suite {s} is neither tested nor listed in NOT_RUN"
+        );
+    }
+    for (s, why) in NOT_RUN.iter().chain(KNOWN_GAPS) {
+        println!("gap: {s}: {why}");
+    }
+}
+
+/// Provisioning suites on LUs other than the thin one `run_suite` picks: a fully provisioned
+/// LU must refuse what it does not advertise (its skips say "not implemented", as they
+/// should) and still WRITE SAME; an O_DIRECT store punches holes the same way, with no gaps.
+macro_rules! provisioning_variants {
+    ($($test:ident => $name:literal, $lun:expr, $gaps_expected:expr;)*) => {
+        $(
+            #[test]
+            fn $test() {
+                check($name, run_suite_on($name, $lun), $gaps_expected);
             }
         )*
     };
 }
 
-suites! {
-    inquiry => "ALL.Inquiry", Plain;
-    read_capacity10 => "ALL.ReadCapacity10", Plain;
-    read_capacity16 => "ALL.ReadCapacity16", Plain;
-    read6 => "ALL.Read6", Plain;
-    read10 => "ALL.Read10", Plain;
-    read12 => "ALL.Read12", Plain;
-    read16 => "ALL.Read16", Plain;
-    write10 => "ALL.Write10", Plain;
-    write12 => "ALL.Write12", Plain;
-    write16 => "ALL.Write16", Plain;
-    verify10 => "ALL.Verify10", Plain;
-    verify16 => "ALL.Verify16", Plain;
-    test_unit_ready => "ALL.TestUnitReady", Plain;
-    report_supported_opcodes => "ALL.ReportSupportedOpcodes", Plain;
-    mode_sense6 => "ALL.ModeSense6", Plain;
-    mandatory => "ALL.Mandatory", Plain;
-    iscsi_cmdsn => "iSCSI.iSCSIcmdsn", Plain;
-    iscsi_datasn => "iSCSI.iSCSIdatasn", Plain;
-    prevent_allow => "ALL.PreventAllow", Removable;
-    start_stop_unit => "ALL.StartStopUnit", Removable;
-    no_media => "ALL.NoMedia", Removable;
-    compare_and_write => "ALL.CompareAndWrite", Plain;
-    write_verify10 => "ALL.WriteVerify10", Plain;
-    write_verify12 => "ALL.WriteVerify12", Plain;
-    write_verify16 => "ALL.WriteVerify16", Plain;
-    prefetch10 => "ALL.Prefetch10", Plain;
-    prefetch16 => "ALL.Prefetch16", Plain;
-    verify12 => "ALL.Verify12", Plain;
-    read_only => "ALL.ReadOnly", ReadOnly;
-    iscsi_residuals => "iSCSI.iSCSIResiduals", Plain;
-    iscsi_tmf => "iSCSI.iSCSITMF", Plain;
-    prin_read_keys => "ALL.PrinReadKeys", Plain;
-    prin_serviceaction_range => "ALL.PrinServiceactionRange", Plain;
-    prin_report_capabilities => "ALL.PrinReportCapabilities", Plain;
-    prout_register => "ALL.ProutRegister", Plain;
-    prout_reserve => "ALL.ProutReserve", Plain;
-    prout_clear => "ALL.ProutClear", Plain;
-    prout_preempt => "ALL.ProutPreempt", Plain;
-    reserve6 => "ALL.Reserve6", Plain;
-    unmap => "ALL.Unmap", Thin;
-    write_same10_thin => "ALL.WriteSame10", Thin;
-    write_same16_thin => "ALL.WriteSame16", Thin;
-    write_same10_plain => "ALL.WriteSame10", Plain;
-    write_same16_plain => "ALL.WriteSame16", Plain;
-    get_lba_status => "ALL.GetLBAStatus", Thin4k;
-    unmap_plain => "ALL.Unmap", Plain;
-    read_capacity16_thin => "ALL.ReadCapacity16", Thin;
-    report_supported_opcodes_thin => "ALL.ReportSupportedOpcodes", Thin;
-    inquiry_thin => "ALL.Inquiry", Thin;
-    read_only_thin => "ALL.ReadOnly", ReadOnlyThin;
-    unmap_direct => "ALL.Unmap", ThinDirect;
-    write_same16_direct => "ALL.WriteSame16", ThinDirect;
+provisioning_variants! {
+    unmap_fully_provisioned => "ALL.Unmap", LunSpec::new(16 * MIB), true;
+    write_same10_fully_provisioned => "ALL.WriteSame10", LunSpec::new(16 * MIB), true;
+    write_same16_fully_provisioned => "ALL.WriteSame16", LunSpec::new(16 * MIB), true;
+    unmap_direct => "ALL.Unmap", LunSpec::new(16 * MIB).with("bs-type aio").with(THIN), false;
+    write_same16_direct =>
+        "ALL.WriteSame16", LunSpec::new(16 * MIB).with("bs-type aio").with(THIN), false;
 }

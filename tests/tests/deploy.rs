@@ -23,6 +23,7 @@ fn install_lays_out_a_unit_systemd_accepts() {
     assert!(out.ok(), "install failed: {}{}", out.stdout, out.stderr);
     for f in [
         "usr/local/bin/gatewayd",
+        "usr/local/bin/gatewayadm",
         "etc/systemd/system/gatewayd.service",
         "etc/gatewayd/targets.conf",
         "usr/local/share/doc/gatewayd/README.md",

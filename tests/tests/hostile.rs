@@ -223,3 +223,78 @@ fn broken_full_feature_pdus_get_rejects_or_drops() {
     still_serving(&mut again, 4);
     still_serving(&mut good, 5);
 }
+
+/// A peer that sends part of a PDU and then stalls, or dribbles the rest a byte at a time,
+/// never finishes a PDU, so it cannot answer a NOP-In ping: it is dropped after `nop_count`
+/// pings and its session freed, while another session's I/O goes on.
+#[test]
+fn a_pdu_stalled_half_way_is_dropped() {
+    let d = Daemon::start_full(
+        "hostile-stall",
+        &[TargetSpec::new(vec![LunSpec::new(16 * MIB)])],
+        &[],
+        &["--nop-interval", "1", "--nop-count", "2"],
+    );
+    let mut good = session(&d, 1);
+    let mut stalled = session(&d, 2);
+    let mut dribbler = session(&d, 3);
+
+    // Half a SCSI Command header, then silence with the socket open.
+    let mut cmd = Bhs::default();
+    cmd.0[0] = 0x01;
+    cmd.0[1] = 0x80;
+    stalled.send_raw(&cmd.0[..24]).unwrap();
+    let stalled = std::thread::spawn(move || stalled.wait_closed(Duration::from_secs(15)));
+
+    // A NOP-Out announcing 4 KiB of ping data, sent a byte every 200 ms.
+    let mut nop = Bhs::default();
+    nop.0[0] = 0x40;
+    nop.0[1] = 0x80;
+    nop.set_data_segment_len(4096);
+    dribbler.send_raw(&nop.0).unwrap();
+    let dribbler = std::thread::spawn(move || {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(15) {
+            if dribbler.send_raw(&[0]).is_err() {
+                return Ok(start.elapsed());
+            }
+            match dribbler.recv_within(Duration::from_millis(200)) {
+                Err(_) => return Ok(start.elapsed()),
+                Ok(_) => continue, // pings, unanswered
+            }
+        }
+        Err("a dribbling peer was never dropped".to_string())
+    });
+
+    let mut round = 0u8;
+    while !(stalled.is_finished() && dribbler.is_finished()) {
+        still_serving(&mut good, round);
+        round = round.wrapping_add(1);
+    }
+    for (what, took) in [
+        ("stalled", stalled.join().unwrap()),
+        ("dribbling", dribbler.join().unwrap()),
+    ] {
+        let took = took.unwrap_or_else(|e| panic!("{what} peer: {e}"));
+        assert!(
+            took < Duration::from_secs(8),
+            "{what} peer dropped after {took:?}"
+        );
+    }
+    // Their sessions are gone (the management thread hears of it by message, a moment
+    // after the sockets close), and the same ISIDs log in afresh and serve.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let shown = d.tgtadm(&["--lld", "iscsi", "--op", "show", "--mode", "target"]);
+        if shown.matches("I_T nexus: ").count() == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "sessions not freed:\n{shown}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for tail in [2, 3] {
+        let mut again = session(&d, tail);
+        still_serving(&mut again, tail);
+    }
+    still_serving(&mut good, 0xff);
+}

@@ -28,6 +28,7 @@ struct TargetChange {
     names: Vec<String>,
     limits: TargetLimits,
     accounts: Accounts,
+    nop: crate::target::liveness::Nop,
     remove_luns: Vec<u64>,
     add_luns: Vec<LunRecord>,
     update_luns: Vec<LunRecord>,
@@ -115,6 +116,7 @@ impl Mgmt {
                 names: t.initiator_names.clone(),
                 limits,
                 accounts: t.accounts.clone(),
+                nop: t.nop(self.timeouts.nop),
                 remove_luns: Vec::new(),
                 add_luns: Vec::new(),
                 update_luns: Vec::new(),
@@ -218,6 +220,14 @@ impl Mgmt {
         entry.limits = change.limits;
         entry.accounts = change.accounts;
         let tid = entry.tid;
+        if entry.nop != change.nop {
+            entry.nop = change.nop;
+            tracing::info!(tid, "reload: NOP-In pings changed");
+            self.start_pending(PendingKind::NopUpdate {
+                tid,
+                nop: change.nop,
+            });
+        }
         // Removals first: a replaced LUN is removed, then added back with its new store.
         for lun in change.remove_luns {
             tracing::info!(tid, lun, "reload: removing LUN");
@@ -290,6 +300,7 @@ impl Mgmt {
                     .state_dir
                     .as_deref()
                     .map(|d| target::aptpl::target_dir(d, &conf.name)),
+                nop: conf.nop(self.timeouts.nop),
             },
             gw_uring::RingOptions::default(),
             self.to_self.clone(),
@@ -302,6 +313,7 @@ impl Mgmt {
         };
         let mut entry = TargetEntry::new(tid, conf.name.clone(), limits, handle, stats);
         entry.from_config = true;
+        entry.nop = conf.nop(self.timeouts.nop);
         entry.addresses = acl_addresses(&conf);
         entry.initiator_names = conf.initiator_names.clone();
         entry.accounts = conf.accounts.clone();

@@ -26,6 +26,7 @@ use crate::iscsi::params::TargetLimits;
 use crate::mgmt::{AddressRule, LunRecord, Mgmt, TargetEntry, Token, PORTAL_GROUP_TAG};
 use crate::msg::{Control, TargetMsg, TargetReport};
 use crate::stats::TargetStats;
+use crate::target::liveness::Nop;
 use crate::target::{self, TargetSetup};
 
 /// Admin clients connected at once; more are closed at accept.
@@ -190,6 +191,11 @@ pub(crate) enum PendingKind {
     LunUpdate { tid: u32, record: Box<LunRecord> },
     /// A target thread is stopping; answer when it has.
     TargetStop { tid: u32 },
+    /// New NOP-In settings for a target thread; answer once it applies them.
+    NopUpdate {
+        tid: u32,
+        nop: crate::target::liveness::Nop,
+    },
 }
 
 /// What running a request leads to.
@@ -205,6 +211,30 @@ fn bool_param(value: &str) -> Result<bool, AdmErr> {
         "1" | "on" | "yes" | "Yes" => Ok(true),
         "0" | "off" | "no" | "No" => Ok(false),
         _ => Err(AdmErr::InvalidRequest),
+    }
+}
+
+/// The WCE bit of a caching mode page given as tgt writes mode pages
+/// (`PAGE:SUBPAGE:LENGTH:BYTE...`, bytes from byte 2 of the page on; tgt-admin's
+/// `write-cache off` sends `8:0:18:0x10:...`). Other pages are not settable here.
+fn caching_page_wce(text: &str) -> Result<bool, AdmErr> {
+    let fields: Vec<u32> = text
+        .split(':')
+        .map(|f| match f.strip_prefix("0x") {
+            Some(hex) => u32::from_str_radix(hex, 16),
+            None => f.parse(),
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|_| AdmErr::InvalidRequest)?;
+    match fields.as_slice() {
+        [8, 0, _len, flags, ..] => Ok(flags & 0x04 != 0),
+        _ => {
+            tracing::warn!(
+                mode_page = text,
+                "admin: only the caching page (8) can be set"
+            );
+            Err(AdmErr::UnknownParam)
+        }
     }
 }
 
@@ -371,6 +401,7 @@ impl Mgmt {
                 ))
             }
             PendingKind::LunRemove { tid, lun } => Some((*tid, Control::RemoveLun { lun: *lun })),
+            PendingKind::NopUpdate { tid, nop } => Some((*tid, Control::SetNop(*nop))),
             PendingKind::LunUpdate { tid, record } => Some((
                 *tid,
                 Control::UpdateLun {
@@ -439,7 +470,9 @@ impl Mgmt {
                 }
                 String::new()
             }),
-            PendingKind::TargetStop { .. } => result.map(|_| String::new()),
+            PendingKind::TargetStop { .. } | PendingKind::NopUpdate { .. } => {
+                result.map(|_| String::new())
+            }
         };
         if let Err(e) = &answer {
             tracing::info!(tid, "admin request refused by the target: {e}");
@@ -533,6 +566,10 @@ impl Mgmt {
             Mode::Session | Mode::Connection => self.admin_session(req),
             Mode::Portal => self.admin_portal(req),
             Mode::Lld => self.admin_lld(req),
+            Mode::Stats => match req.op {
+                Op::Show | Op::Stats => Ok(crate::metrics::table(&self.registry.snapshot())),
+                _ => Err(AdmErr::InvalidRequest),
+            },
         };
         Flow::Reply(result)
     }
@@ -591,9 +628,13 @@ impl Mgmt {
             }
             Op::Show => self
                 .target_mut(req.tid)
-                .map(|t| show::target_params((0, 0), &t.limits.keys())),
+                .map(|t| show::target_params((t.nop.interval_secs, t.nop.count), &t.limits.keys())),
             Op::Bind | Op::Unbind => self.target_bind(req),
-            Op::Update => self.target_update(req),
+            Op::Update => match self.target_update(req) {
+                Ok(Some(kind)) => return Flow::Wait(kind),
+                Ok(None) => Ok(String::new()),
+                Err(e) => Err(e),
+            },
             Op::Stats => self.target_mut(req.tid).map(|t| {
                 let s = t.stats.snapshot();
                 format!(
@@ -638,6 +679,7 @@ impl Mgmt {
                     .state_dir
                     .as_deref()
                     .map(|d| target::aptpl::target_dir(d, &name)),
+                nop: self.timeouts.nop,
             },
             gw_uring::RingOptions::default(),
             self.to_self.clone(),
@@ -647,13 +689,9 @@ impl Mgmt {
             AdmErr::Unknown
         })?;
         tracing::info!(tid, target = %name, "target created");
-        self.targets.push(TargetEntry::new(
-            tid,
-            name,
-            TargetLimits::default(),
-            handle,
-            stats,
-        ));
+        let mut entry = TargetEntry::new(tid, name, TargetLimits::default(), handle, stats);
+        entry.nop = self.timeouts.nop;
+        self.targets.push(entry);
         Ok(String::new())
     }
 
@@ -713,10 +751,36 @@ impl Mgmt {
         Ok(String::new())
     }
 
-    fn target_update(&mut self, req: &Request) -> Result<String, AdmErr> {
+    /// `--op update --mode target -n NAME -v VALUE`; NOP-In settings go on to the target
+    /// thread, and the answer waits until it has them.
+    fn target_update(&mut self, req: &Request) -> Result<Option<PendingKind>, AdmErr> {
         let (name, value) = req.body.split_once('=').ok_or(AdmErr::InvalidRequest)?;
         let t = self.target_mut(req.tid)?;
         match name {
+            "nop_interval" | "nop_count" => {
+                let n: u32 = value.parse().map_err(|_| AdmErr::InvalidRequest)?;
+                let (interval, count) = match name {
+                    "nop_interval" => (n, t.nop.count),
+                    _ => (t.nop.interval_secs, n),
+                };
+                // Pings turned on where the count is still tgt's 0 take the standard count.
+                let count = match count {
+                    0 if name == "nop_interval" && n != 0 => Nop::DEFAULT.count,
+                    c => c,
+                };
+                let nop = Nop::new(interval, count).map_err(|e| {
+                    tracing::warn!(tid = t.tid, "admin: {e}");
+                    AdmErr::InvalidRequest
+                })?;
+                t.nop = nop;
+                tracing::info!(
+                    tid = t.tid,
+                    interval_secs = nop.interval_secs,
+                    count = nop.count,
+                    "NOP-In pings updated"
+                );
+                return Ok(Some(PendingKind::NopUpdate { tid: t.tid, nop }));
+            }
             "state" | "State" => {
                 t.offline = match value {
                     "offline" => true,
@@ -725,8 +789,7 @@ impl Mgmt {
                 };
                 tracing::info!(tid = t.tid, state = value, "target state changed");
             }
-            "nop_interval" | "nop_count" | "RedirectAddress" | "RedirectPort"
-            | "RedirectReason" | "RedirectCallback" => {
+            "RedirectAddress" | "RedirectPort" | "RedirectReason" | "RedirectCallback" => {
                 tracing::warn!(key = name, "admin: {name} is not supported by gatewayd yet");
                 return Err(AdmErr::Unsupported);
             }
@@ -743,7 +806,7 @@ impl Mgmt {
                 );
             }
         }
-        Ok(String::new())
+        Ok(None)
     }
 
     fn admin_lun(&mut self, req: &Request) -> Flow {
@@ -871,6 +934,7 @@ impl Mgmt {
                     conf.settings.thin_provisioning = bool_param(&v)?;
                     lu.thin = crate::daemon::thin_provisioned(&conf.settings);
                 }
+                "mode_page" => lu.write_cache = caching_page_wce(&v)?,
                 other => {
                     tracing::warn!(param = other, value = %v, "admin: logical unit parameter not supported");
                     return Err(AdmErr::UnknownParam);
@@ -1162,7 +1226,10 @@ impl Mgmt {
                 tid: t.tid,
                 name: t.name.clone(),
                 state: if t.offline { "offline" } else { "ready" },
-                nop: None,
+                nop: report
+                    .nop
+                    .is_on()
+                    .then_some((report.nop.interval_secs, report.nop.count)),
                 nexuses: t.nexus_views(),
                 luns,
                 accounts_in: t.accounts.incoming.iter().map(|a| a.user.clone()).collect(),

@@ -304,6 +304,26 @@ mod tests {
         ALL
         iqn.x:y
 ";
-        assert_eq!(targets(&[v]), expected);
+        assert_eq!(targets(std::slice::from_ref(&v)), expected);
+
+        // With pings on, tgt adds two lines under State (iscsi_print_nop_settings).
+        let pinged = TargetView {
+            nop: Some((5, 3)),
+            ..v
+        };
+        let expected = expected.replace(
+            "        State: ready\n",
+            "        State: ready\n        Nop interval: 5\n        Nop count: 3\n",
+        );
+        assert_eq!(targets(&[pinged]), expected);
+    }
+
+    #[test]
+    fn target_params_start_with_the_nop_settings() {
+        let keys = [("MaxRecvDataSegmentLength", "8192".to_string())];
+        assert_eq!(
+            target_params((30, 3), &keys),
+            "nop_interval=30\nnop_count=3\nMaxRecvDataSegmentLength=8192\n"
+        );
     }
 }

@@ -38,7 +38,12 @@ pub enum Mode {
     Connection,
     /// A CHAP account.
     Account,
+    /// Per-target counters (a gatewayd extension; tgt has no such mode).
+    Stats,
 }
+
+/// The wire value of [`Mode::Stats`], far from tgt's own values.
+pub const MODE_STATS_CODE: u32 = 100;
 
 impl Mode {
     const ALL: [Mode; 8] = [
@@ -54,11 +59,17 @@ impl Mode {
 
     /// The wire value.
     pub fn code(self) -> u32 {
+        if self == Mode::Stats {
+            return MODE_STATS_CODE;
+        }
         Mode::ALL.iter().position(|&m| m == self).expect("listed") as u32
     }
 
     /// From the wire value.
     pub fn from_code(code: u32) -> Option<Mode> {
+        if code == MODE_STATS_CODE {
+            return Some(Mode::Stats);
+        }
         Mode::ALL.get(code as usize).copied()
     }
 
@@ -73,6 +84,7 @@ impl Mode {
             "connection" | "conn" => Mode::Connection,
             "account" => Mode::Account,
             "lld" => Mode::Lld,
+            "stats" => Mode::Stats,
             _ => return None,
         })
     }

@@ -71,10 +71,27 @@ struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
     discovery_idle_timeout: u64,
 
+    /// Seconds a session may be silent before the target pings it with a NOP-In (RFC 7143
+    /// §11.19); 0 turns pings off. A target's `nop_interval` in targets.conf, or tgtadm's
+    /// `--op update --mode target -n nop_interval -v N`, overrides it.
+    #[arg(long, value_name = "SECS", default_value_t = gateway::target::liveness::Nop::DEFAULT.interval_secs)]
+    nop_interval: u32,
+
+    /// Pings left unanswered before the connection is closed, its tasks aborted and its
+    /// session ended (what frees a dead initiator's reservations). Overridden per target by
+    /// `nop_count`.
+    #[arg(long, value_name = "N", default_value_t = gateway::target::liveness::Nop::DEFAULT.count)]
+    nop_count: u32,
+
     /// Control port: the admin socket is /var/run/tgtd/socket.N (or $TGT_IPC_SOCKET.N),
     /// where tgt's tgtadm and tgt-admin, and gatewayadm, find it with the same -C N.
     #[arg(long, short = 'C', value_name = "N", default_value_t = 0)]
     control_port: u16,
+
+    /// Serve Prometheus metrics over HTTP at ADDR:PORT/metrics (given alone: 127.0.0.1:9860).
+    /// Off by default.
+    #[arg(long, value_name = "ADDR:PORT", num_args = 0..=1, default_missing_value = gateway::metrics::DEFAULT_ADDR)]
+    metrics: Option<SocketAddr>,
 
     /// Run without the admin socket (no tgtadm management).
     #[arg(long)]
@@ -164,6 +181,8 @@ fn main() -> anyhow::Result<()> {
     let timeouts = gateway::mgmt::Timeouts {
         login: std::time::Duration::from_secs(args.login_timeout),
         discovery_idle: std::time::Duration::from_secs(args.discovery_idle_timeout),
+        nop: gateway::target::liveness::Nop::new(args.nop_interval, args.nop_count)
+            .context("--nop-interval / --nop-count")?,
     };
     let admin = if args.no_admin_socket {
         None
@@ -174,19 +193,28 @@ fn main() -> anyhow::Result<()> {
         )
     };
     let admin_path = admin.as_ref().map(|a| a.path.clone());
+    let registry = std::sync::Arc::new(gateway::metrics::Registry::default());
     let mut d = daemon::start(
         &config,
-        &portals,
-        &cpus,
-        timeouts,
-        admin,
-        args.config.clone(),
-        Some(
-            args.state_dir
-                .clone()
-                .unwrap_or_else(daemon::default_state_dir),
-        ),
+        daemon::StartOptions {
+            portals,
+            cpus,
+            timeouts,
+            admin,
+            config_path: args.config.clone(),
+            state_dir: Some(
+                args.state_dir
+                    .clone()
+                    .unwrap_or_else(daemon::default_state_dir),
+            ),
+            registry: registry.clone(),
+        },
     )?;
+    if let Some(addr) = args.metrics {
+        let bound = gateway::metrics::serve(addr, registry)
+            .with_context(|| format!("cannot serve metrics on {addr}"))?;
+        println!("gatewayd: metrics on http://{bound}/metrics");
+    }
 
     let tx = d.mgmt_tx.clone();
     let mut signals = signal_hook::iterator::Signals::new([

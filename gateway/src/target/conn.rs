@@ -12,6 +12,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use gw_scsi::NexusId;
 use gw_uring::{Errno, RecvBuf, SendChain};
 
+use super::liveness::{Due, Liveness};
 use super::{TargetThread, Token};
 use crate::iscsi::discovery::TextExchange;
 use crate::iscsi::params::SessionParams;
@@ -64,6 +65,8 @@ pub(crate) struct Conn {
     pub close_after_send: bool,
     pub next_ttt: u32,
     pub text: TextExchange,
+    /// When the initiator was last heard from, and the pings it owes.
+    pub liveness: Liveness,
 }
 
 impl Conn {
@@ -137,6 +140,7 @@ impl TargetThread {
             next_ttt: 0,
             text: TextExchange::new(),
             params,
+            liveness: Liveness::new(std::time::Instant::now()),
         };
         tracing::info!(
             tid = self.tid,
@@ -167,6 +171,7 @@ impl TargetThread {
                 let conn = &mut self.conns[c];
                 if !conn.closing {
                     conn.reader.push(self.ring.recv_data(&buf));
+                    conn.liveness.on_bytes(std::time::Instant::now());
                 }
                 self.ring.recycle(buf);
                 self.process_input(c);
@@ -197,7 +202,10 @@ impl TargetThread {
                 return;
             }
             let pdu = match conn.reader.next_pdu() {
-                Ok(Some(pdu)) => pdu,
+                Ok(Some(pdu)) => {
+                    conn.liveness.on_pdu(std::time::Instant::now());
+                    pdu
+                }
                 Ok(None) => return,
                 Err(e) => {
                     self.on_framing_error(c, e);
@@ -291,7 +299,8 @@ impl TargetThread {
             return;
         }
         if nop.itt == RESERVED_TAG {
-            // A reply to our own NOP-In, or a ping that wants no answer.
+            // A reply to our own NOP-In (any whole PDU already counted as one), or a ping
+            // that wants no answer.
             return;
         }
         let conn = &mut self.conns[c];
@@ -387,6 +396,67 @@ impl TargetThread {
             conn.close_after_send = true;
             conn.closing = true;
         }
+    }
+
+    /// The liveness tick: pings quiet connections and closes those that stopped answering.
+    pub(super) fn on_tick(&mut self) {
+        let now = std::time::Instant::now();
+        let nop = self.nop;
+        let keys: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, conn)| !conn.closing)
+            .map(|(c, _)| c)
+            .collect();
+        for c in keys {
+            let conn = &mut self.conns[c];
+            let partial = conn.reader.buffered_bytes() > 0;
+            match conn.liveness.tick(now, nop, partial) {
+                Due::Nothing => {}
+                Due::Ping => self.ping(c),
+                Due::Unanswered => {
+                    tracing::warn!(
+                        tid = self.tid,
+                        initiator = %conn.params.initiator_name,
+                        peer = %conn.peer,
+                        tsih = conn.tsih,
+                        pings = conn.liveness.unanswered(),
+                        "initiator stopped answering NOP-In pings; closing the connection"
+                    );
+                    self.close_conn(c);
+                }
+                Due::Stalled => {
+                    tracing::warn!(
+                        tid = self.tid,
+                        peer = %conn.peer,
+                        tsih = conn.tsih,
+                        buffered = conn.reader.buffered_bytes(),
+                        "a PDU stopped half way; closing the connection"
+                    );
+                    self.close_conn(c);
+                }
+            }
+        }
+    }
+
+    /// Queues a NOP-In ping (RFC 7143 §11.19): a fresh TTT the initiator must echo in a
+    /// NOP-Out, no ITT, and the next StatSN without taking it.
+    fn ping(&mut self, c: usize) {
+        let conn = &mut self.conns[c];
+        let ttt = conn.allocate_ttt();
+        let bhs = NopIn {
+            lun: [0; 8],
+            itt: RESERVED_TAG,
+            ttt,
+            statsn: conn.statsn,
+            exp_cmdsn: conn.exp_cmdsn,
+            max_cmdsn: conn.max_cmdsn(),
+            data_segment_len: 0,
+        }
+        .encode();
+        conn.queue_pdu(&bhs, &[]);
+        tracing::debug!(tid = self.tid, tsih = conn.tsih, ttt, "NOP-In ping");
+        self.mark_dirty(c);
     }
 
     pub(super) fn mark_dirty(&mut self, c: usize) {

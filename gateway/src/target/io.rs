@@ -362,6 +362,8 @@ impl TargetThread {
         if response.status != ScsiStatus::Good {
             self.stats.errors.fetch_add(1, Relaxed);
         }
+        self.stats
+            .record(task.started.elapsed(), response.sense.as_deref());
         // Residuals (RFC 7143 §11.4.5): what the command would move against what the
         // initiator expected.
         let produced: u64 = match (&read, task.needed) {

@@ -5,6 +5,7 @@
 pub mod aptpl;
 mod conn;
 mod io;
+pub mod liveness;
 mod provisioning;
 mod task;
 
@@ -49,6 +50,8 @@ pub struct TargetSetup {
     pub stats: std::sync::Arc<TargetStats>,
     /// Where persistent reservations with APTPL are kept (None: not kept).
     pub pr_dir: Option<std::path::PathBuf>,
+    /// How idle connections are pinged.
+    pub nop: liveness::Nop,
 }
 
 /// A running target thread.
@@ -110,6 +113,8 @@ pub(crate) enum Token {
     Recv(usize),
     Send(usize),
     Io(usize),
+    /// The periodic liveness tick (one per thread).
+    Tick,
 }
 
 impl Token {
@@ -121,6 +126,7 @@ impl Token {
             Token::Recv(i) => (2, i),
             Token::Send(i) => (3, i),
             Token::Io(i) => (4, i),
+            Token::Tick => (8, 0),
         };
         (kind << Self::KIND_SHIFT) | index as u64
     }
@@ -132,6 +138,7 @@ impl Token {
             2 => Token::Recv(index),
             3 => Token::Send(index),
             4 => Token::Io(index),
+            8 => Token::Tick,
             kind => panic!("ring token of unknown kind {kind}: the op table is corrupt"),
         }
     }
@@ -173,6 +180,10 @@ pub(crate) struct TargetThread {
     stopping: bool,
     pub stats: std::sync::Arc<TargetStats>,
     pr_dir: Option<std::path::PathBuf>,
+    /// How idle connections are pinged (changed live by [`Control::SetNop`]).
+    pub nop: liveness::Nop,
+    /// The armed liveness tick, if any.
+    tick: Option<gw_uring::OpId>,
 }
 
 impl std::fmt::Debug for TargetThread {
@@ -221,6 +232,8 @@ impl TargetThread {
             stopping: false,
             stats: setup.stats,
             pr_dir: setup.pr_dir,
+            nop: setup.nop,
+            tick: None,
         }
     }
 
@@ -241,6 +254,9 @@ impl TargetThread {
         let mut busy_until = None::<std::time::Instant>;
         loop {
             self.flush_output();
+            if self.tick.is_none() && !self.stopping {
+                self.arm_tick();
+            }
             if !self.retired.is_empty() {
                 self.drop_retired();
             }
@@ -256,6 +272,7 @@ impl TargetThread {
                 panic!("target {}: io_uring submit failed: {e}", self.tid);
             }
             self.ring.reap(&mut completions);
+            self.stats.publish(self.ring.counters(), self.tasks.len());
             if completions.is_empty() {
                 if !polling {
                     busy_until = None;
@@ -278,6 +295,9 @@ impl TargetThread {
         // The mailbox watch is the last op: end it and wait for the kernel to let go, so a
         // deleted target leaves nothing behind.
         let _ = self.ring.cancel(watch);
+        if let Some(tick) = self.tick.take() {
+            let _ = self.ring.cancel(tick);
+        }
         while self.ring.in_flight() > 0 {
             if let Err(e) = self.ring.submit_and_wait(1) {
                 tracing::warn!(tid = self.tid, "draining the ring: {e}");
@@ -355,9 +375,21 @@ impl TargetThread {
                 }
                 tracing::info!(tid = self.tid, lun, "LUN updated");
             }
+            Control::SetNop(nop) => {
+                self.nop = nop;
+                tracing::info!(
+                    tid = self.tid,
+                    interval_secs = nop.interval_secs,
+                    count = nop.count,
+                    "NOP-In pings changed"
+                );
+            }
             Control::Report => {}
         }
-        let mut report = TargetReport::default();
+        let mut report = TargetReport {
+            nop: self.nop,
+            ..TargetReport::default()
+        };
         for lun in std::iter::once(0).chain(self.scsi.luns()) {
             report.lus.extend(self.scsi.lu_status(lun));
         }
@@ -395,7 +427,29 @@ impl TargetThread {
                 Token::Io(t) => self.on_synced(t, result),
                 t => panic!("sync completion with token {t:?}"),
             },
+            Completion::Timer { token } => match Token::decode(token) {
+                Token::Tick => {
+                    // The run loop arms the next one.
+                    self.tick = None;
+                    if !self.stopping {
+                        self.on_tick();
+                    }
+                }
+                t => panic!("timer completion with token {t:?}"),
+            },
             other => tracing::warn!(tid = self.tid, "unexpected completion {other:?}"),
+        }
+    }
+
+    /// Arms the next liveness tick. Only one is ever armed, so a completion is never stale
+    /// (a connection closed since is simply not among those the tick looks at).
+    fn arm_tick(&mut self) {
+        assert!(self.tick.is_none(), "a second liveness tick armed");
+        match self.ring.timeout(liveness::TICK, Token::Tick.encode()) {
+            Ok(op) => self.tick = Some(op),
+            // The ring refuses only when its op table is full; the run loop tries again on
+            // its next turn, when completions have made room.
+            Err(e) => tracing::warn!(tid = self.tid, "cannot arm the liveness tick yet: {e}"),
         }
     }
 

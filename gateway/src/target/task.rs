@@ -98,6 +98,8 @@ pub(crate) struct Task {
     pub held_bytes: usize,
     /// Bytes of the backing-store write in flight.
     pub io_len: u64,
+    /// When the command arrived (for the latency histogram).
+    pub started: std::time::Instant,
     /// The UNMAP or WRITE SAME in progress (Pending::Provision).
     pub job: Option<Box<super::provisioning::Job>>,
 }
@@ -169,6 +171,7 @@ impl TargetThread {
             datasn: 0,
             held_bytes: 0,
             io_len: 0,
+            started: std::time::Instant::now(),
             job: None,
         };
         if cmd.write && cmd.expected_len > 0 {

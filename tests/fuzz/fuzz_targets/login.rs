@@ -1,0 +1,4 @@
+//! Fuzz target: see `gw_tests::fuzzing::login`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| gw_tests::fuzzing::login(data));
