@@ -6,6 +6,8 @@
 //! So each such command is a job that keeps at most one op in flight — a hole punch of at
 //! most [`DEALLOCATE_STEP_BYTES`], or a write of at most [`WRITE_SAME_STEP_BYTES`] — and
 //! submits the next step when the last one completes, between the other connections' work.
+//! Holes need no punching: a step starts at the next data (SEEK_DATA), so deallocating a
+//! sparse LU costs steps in proportion to what it holds, not to its size.
 
 use std::collections::VecDeque;
 use std::os::fd::AsFd;
@@ -121,10 +123,39 @@ impl TargetThread {
             self.end_job(t, IoOutcome::Error(libc::ENODEV));
             return;
         };
+        let file = match self.stores.get(&lun).map(|s| &s.backing.kind) {
+            Some(StoreKind::File { file, .. }) => Some(file),
+            _ => None,
+        };
         let job = self.tasks[t]
             .job
             .as_mut()
             .expect("a provisioning task has a job");
+        // Punching a hole where there is one already is work for nothing: skip holes (one
+        // lseek each, at most one per range per step), so a sparse 1 TiB LU costs steps for
+        // its data only. Anchoring must reach holes too (ZERO_RANGE allocates them).
+        let mut data_end = u64::MAX;
+        if let (Work::Deallocate { anchor: false }, Some(file)) = (&job.work, file) {
+            while let Some(range) = job.ranges.front_mut() {
+                match allocation_at(file.as_fd(), range.offset) {
+                    Ok(Some(a)) if !a.mapped => {
+                        let skip = a.end.saturating_sub(range.offset).min(range.len);
+                        range.offset += skip;
+                        range.len -= skip;
+                    }
+                    Ok(Some(a)) => {
+                        data_end = a.end;
+                        break;
+                    }
+                    // The file cannot tell, or will not: punch blindly.
+                    Ok(None) | Err(_) => break,
+                }
+                if range.len > 0 {
+                    break;
+                }
+                job.ranges.pop_front();
+            }
+        }
         let Some(range) = job.ranges.front_mut() else {
             self.end_job(t, IoOutcome::Ok);
             return;
@@ -132,7 +163,10 @@ impl TargetThread {
         let token = Token::Io(t).encode();
         let submitted = match job.work {
             Work::Deallocate { anchor } => {
-                let step = range.len.min(DEALLOCATE_STEP_BYTES);
+                let step = range
+                    .len
+                    .min(DEALLOCATE_STEP_BYTES)
+                    .min(data_end.saturating_sub(range.offset).max(1));
                 job.step = step;
                 let what = if anchor {
                     Fallocate::ZeroRange
