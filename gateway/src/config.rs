@@ -131,6 +131,11 @@ pub struct LunSettings {
     pub null_size_bytes: Option<u64>,
     /// Backend options of a `curve` LUN (`bsopts`), validated when parsed.
     pub bs_opts: Option<String>,
+    /// Thin provisioning (tgt's `params thin_provisioning=1`): UNMAP and WRITE SAME with
+    /// UNMAP punch holes in the file, and the LU says so (VPD 0xB2, READ CAPACITY 16 LBPME).
+    /// Off unless asked for, as in tgt: a drop-in must not change what initiators see, and
+    /// punching holes in a preallocated image fragments it.
+    pub thin_provisioning: bool,
 }
 
 impl Default for LunSettings {
@@ -148,6 +153,7 @@ impl Default for LunSettings {
             scsi_id: None,
             null_size_bytes: None,
             bs_opts: None,
+            thin_provisioning: false,
         }
     }
 }
@@ -671,6 +677,15 @@ impl Parser {
                 settings.removable = parse_bool(value)
                     .ok_or_else(|| err(file, line, format!("removable `{value}`: write 0 or 1")))?;
             }
+            "thin_provisioning" => {
+                settings.thin_provisioning = parse_bool(value).ok_or_else(|| {
+                    err(
+                        file,
+                        line,
+                        format!("thin_provisioning `{value}`: write 0 or 1"),
+                    )
+                })?;
+            }
             "write-cache" => {
                 settings.write_cache = Some(parse_bool(value).ok_or_else(|| {
                     err(
@@ -722,6 +737,7 @@ impl Parser {
                     match k.trim() {
                         "removable" => settings.removable = b()?,
                         "readonly" => settings.readonly = b()?,
+                        "thin_provisioning" => settings.thin_provisioning = b()?,
                         "vendor_id" => settings.vendor_id = Some(v.trim().to_string()),
                         "product_id" => settings.product_id = Some(v.trim().to_string()),
                         "product_rev" => settings.product_rev = Some(v.trim().to_string()),
@@ -731,7 +747,7 @@ impl Parser {
                             return Err(err(
                                 file,
                                 line,
-                                format!("params `{other}` is not supported; known: removable, readonly, vendor_id, product_id, product_rev, scsi_sn, scsi_id"),
+                                format!("params `{other}` is not supported; known: removable, readonly, thin_provisioning, vendor_id, product_id, product_rev, scsi_sn, scsi_id"),
                             ))
                         }
                     }
@@ -1072,6 +1088,24 @@ mod tests {
         assert_eq!(b.luns[0].lun, 5);
         assert_eq!(b.luns[0].settings.block_size, 4096);
         assert_eq!(b.cpu, Some(1));
+    }
+
+    #[test]
+    fn thin_provisioning_as_params_or_directive() {
+        let c = parse(
+            "<target iqn.2026-11.x:a>\n <backing-store /a1>\n  params thin_provisioning=1,removable=1\n </backing-store>\n <backing-store /a2>\n  thin_provisioning 1\n </backing-store>\n backing-store /a3\n</target>\n",
+        )
+        .unwrap();
+        let luns = &c.targets[0].luns;
+        assert!(luns[0].settings.thin_provisioning && luns[0].settings.removable);
+        assert!(luns[1].settings.thin_provisioning);
+        assert!(
+            !luns[2].settings.thin_provisioning,
+            "off by default, as in tgt"
+        );
+        let e = parse("<target iqn.2026-11.x:a>\n backing-store /a\n params thin_provisioning=maybe\n</target>\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("write 0 or 1"), "{e}");
     }
 
     #[test]

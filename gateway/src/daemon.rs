@@ -131,10 +131,18 @@ pub fn lu_config_sized(
         readonly: s.readonly,
         removable: s.removable,
         write_cache,
-        thin: false,
+        thin: thin_provisioned(s),
         optimal_xfer_blocks: (256 << 10) / block_size,
         max_xfer_blocks: target::COMMAND_BYTES_MAX / block_size,
     }
+}
+
+/// Whether an LU with these settings is thin provisioned: when asked for, on stores that
+/// can deallocate (files and block devices punch holes; null stores hold nothing). Other
+/// stores stay fully provisioned whatever the configuration says.
+pub fn thin_provisioned(s: &crate::config::LunSettings) -> bool {
+    use crate::config::BsType;
+    s.thin_provisioning && matches!(s.bs_type, BsType::File | BsType::Direct | BsType::Null)
 }
 
 /// An empty SCSI personality (the LUN 0 controller only) for target `tid`.

@@ -518,6 +518,8 @@ impl Mgmt {
             mgmt.ring
                 .watch_eventfd(mgmt.inbox.eventfd(), Token::Mailbox.encode())?,
         );
+        // Published before `ready` is announced, so the first scrape sees every target.
+        mgmt.publish_targets();
         Ok(mgmt)
     }
 

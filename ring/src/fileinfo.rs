@@ -1,4 +1,5 @@
-//! What the kernel says about a file's direct-I/O constraints (statx STATX_DIOALIGN).
+//! What the kernel says about a file: its direct-I/O constraints (statx STATX_DIOALIGN) and
+//! which of its ranges hold data (lseek SEEK_DATA / SEEK_HOLE).
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
@@ -37,6 +38,56 @@ pub fn direct_io_alignment(fd: BorrowedFd<'_>) -> std::io::Result<Option<DirectA
         mem_bytes: stx.stx_dio_mem_align,
         offset_bytes: stx.stx_dio_offset_align,
     }))
+}
+
+/// The allocation state of a file from some offset on: one extent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Allocation {
+    /// The extent holds data (false: it is a hole and reads as zeros).
+    pub mapped: bool,
+    /// Where the extent ends (exclusive), in bytes; `u64::MAX` for a hole that runs to the
+    /// end of the file.
+    pub end: u64,
+}
+
+/// The extent of `fd` that starts at byte `offset`: data or hole, and where it ends. None
+/// when the file cannot tell (block devices and filesystems without SEEK_DATA): callers then
+/// treat everything as data. lseek moves the descriptor's file position, which positional
+/// reads and writes (all this project does) never use.
+pub fn allocation_at(fd: BorrowedFd<'_>, offset: u64) -> std::io::Result<Option<Allocation>> {
+    let Ok(at) = libc::off_t::try_from(offset) else {
+        return Ok(Some(Allocation {
+            mapped: false,
+            end: u64::MAX,
+        }));
+    };
+    let seek = |whence| {
+        // SAFETY: lseek only reads its integer arguments; `fd` is a live descriptor for the
+        // duration of the borrow.
+        let r = unsafe { libc::lseek(fd.as_raw_fd(), at, whence) };
+        if r < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(r as u64)
+        }
+    };
+    match seek(libc::SEEK_DATA) {
+        Ok(data) if data == offset => {
+            let end = seek(libc::SEEK_HOLE)?;
+            Ok(Some(Allocation { mapped: true, end }))
+        }
+        Ok(data) => Ok(Some(Allocation {
+            mapped: false,
+            end: data,
+        })),
+        // No data at or after the offset: a hole to the end of the file.
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => Ok(Some(Allocation {
+            mapped: false,
+            end: u64::MAX,
+        })),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

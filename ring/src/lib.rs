@@ -24,9 +24,9 @@ mod thread;
 
 pub use chain::{BufHandle, SendChain};
 pub use error::{Errno, RingError};
-pub use fileinfo::{direct_io_alignment, DirectAlign};
+pub use fileinfo::{allocation_at, direct_io_alignment, Allocation, DirectAlign};
 pub use iobuf::IoBuf;
 pub use mailbox::{mailbox, Mailbox, MailboxClosed, MailboxSender};
 pub use op::OpId;
-pub use ring::{probe, Completion, Features, RecvBuf, Ring, RingCounters, RingOptions};
+pub use ring::{probe, Completion, Fallocate, Features, RecvBuf, Ring, RingCounters, RingOptions};
 pub use thread::{allowed_cpus, spawn_pinned};

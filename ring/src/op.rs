@@ -25,6 +25,7 @@ pub(crate) enum Kind {
     Fsync = 6,
     EventFd = 7,
     Timeout = 8,
+    Fallocate = 9,
 }
 
 /// `user_data` of cancel requests: they have no table entry and their CQEs are ignored.
@@ -95,6 +96,12 @@ pub(crate) enum State {
     },
     Timeout {
         ts: Box<io_uring::types::Timespec>,
+    },
+    Fallocate {
+        fd: RawFd,
+        offset: u64,
+        len: u64,
+        mode: i32,
     },
 }
 

@@ -143,11 +143,38 @@ pub enum Completion {
         /// The caller's token.
         token: u64,
     },
+    /// An fallocate (hole punch or zero range) finished; the whole range or nothing.
+    Fallocated {
+        /// The caller's token.
+        token: u64,
+        /// Its outcome.
+        result: Result<(), Errno>,
+    },
     /// A timeout expired.
     Timer {
         /// The caller's token.
         token: u64,
     },
+}
+
+/// What an [`Ring::fallocate`] does to a byte range of a file (fallocate(2)); the file's size
+/// never changes (FALLOC_FL_KEEP_SIZE).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fallocate {
+    /// Deallocate the range: it reads back as zeros and no longer uses space
+    /// (FALLOC_FL_PUNCH_HOLE).
+    PunchHole,
+    /// Zero the range and keep (or allocate) its space (FALLOC_FL_ZERO_RANGE).
+    ZeroRange,
+}
+
+impl Fallocate {
+    fn mode(self) -> i32 {
+        match self {
+            Fallocate::PunchHole => libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            Fallocate::ZeroRange => libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE,
+        }
+    }
 }
 
 /// What a ring has done since it was created, for metrics.
@@ -419,6 +446,15 @@ impl Ring {
                 opcode::Read::new(types::Fd(*fd), (&mut **scratch as *mut u64).cast(), 8).build()
             }
             State::Timeout { ts } => opcode::Timeout::new(&**ts).build(),
+            State::Fallocate {
+                fd,
+                offset,
+                len,
+                mode,
+            } => opcode::Fallocate::new(types::Fd(*fd), *len)
+                .offset(*offset)
+                .mode(*mode)
+                .build(),
         };
         self.push(entry.user_data(ud));
     }
@@ -535,6 +571,30 @@ impl Ring {
     /// fdatasync.
     pub fn fdatasync(&mut self, fd: RawFd, token: u64) -> Result<OpId, RingError> {
         self.start(Kind::Fsync, token, State::Fsync { fd })
+    }
+
+    /// fallocate(2) on `len` bytes at `offset`: punches a hole or zeroes the range, as `what`
+    /// says. The kernel does it in one step (no short completions), so callers bound `len`
+    /// themselves when one op must not hold the file for long.
+    pub fn fallocate(
+        &mut self,
+        fd: RawFd,
+        token: u64,
+        offset: u64,
+        len: u64,
+        what: Fallocate,
+    ) -> Result<OpId, RingError> {
+        assert!(len > 0, "fallocate of an empty range");
+        self.start(
+            Kind::Fallocate,
+            token,
+            State::Fallocate {
+                fd,
+                offset,
+                len,
+                mode: what.mode(),
+            },
+        )
     }
 
     /// Keeps a read posted on an eventfd.
@@ -819,6 +879,13 @@ impl Ring {
                     State::Read { buf, .. } => Completion::Read { token, result, buf },
                     State::Write { buf, .. } => Completion::Written { token, result, buf },
                     _ => unreachable!(),
+                });
+            }
+            State::Fallocate { .. } => {
+                self.ops.remove(slot);
+                out.push(Completion::Fallocated {
+                    token,
+                    result: if res >= 0 { Ok(()) } else { Err(errno(res)) },
                 });
             }
             State::Fsync { .. } => {

@@ -257,3 +257,87 @@ fn timer_fires() {
     turn(&mut ring, &mut out);
     assert!(matches!(out[..], [Completion::Timer { token: 11 }]));
 }
+
+#[test]
+fn punched_hole_reads_zero_and_frees_blocks() {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::{FileExt, MetadataExt};
+
+    use gw_uring::{allocation_at, Fallocate};
+
+    let path = std::env::temp_dir().join(format!("gw-punch-{}", std::process::id()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    let mib = 1u64 << 20;
+    file.write_all_at(&vec![0xa5u8; 4 * mib as usize], 0)
+        .unwrap();
+    file.sync_all().unwrap();
+    let blocks_before = file.metadata().unwrap().blocks();
+    assert!(
+        allocation_at(file.as_fd(), mib)
+            .unwrap()
+            .is_none_or(|a| a.mapped),
+        "written data is mapped"
+    );
+
+    let mut ring = small_ring(2, 4096);
+    ring.fallocate(file.as_raw_fd(), 9, mib, 2 * mib, Fallocate::PunchHole)
+        .unwrap();
+    let mut out = Vec::new();
+    turn_until_one(&mut ring, &mut out);
+    match out.pop() {
+        Some(Completion::Fallocated {
+            token: 9,
+            result: Ok(()),
+        }) => {}
+        other => panic!("unexpected {other:?}"),
+    }
+
+    let mut back = vec![0xffu8; 4 * mib as usize];
+    file.read_exact_at(&mut back, 0).unwrap();
+    let (m1, rest) = back.split_at(mib as usize);
+    let (hole, m2) = rest.split_at(2 * mib as usize);
+    assert!(m1.iter().all(|&b| b == 0xa5), "data before the hole kept");
+    assert!(hole.iter().all(|&b| b == 0), "the hole reads as zeros");
+    assert!(m2.iter().all(|&b| b == 0xa5), "data after the hole kept");
+    let meta = file.metadata().unwrap();
+    assert_eq!(meta.len(), 4 * mib, "KEEP_SIZE: the size stays");
+    assert!(
+        meta.blocks() <= blocks_before - (2 * mib / 512) + 8,
+        "allocated 512-byte blocks {} -> {}: the hole freed its space",
+        blocks_before,
+        meta.blocks()
+    );
+    if let Some(a) = allocation_at(file.as_fd(), mib).unwrap() {
+        assert_eq!(
+            a,
+            gw_uring::Allocation {
+                mapped: false,
+                end: 3 * mib
+            }
+        );
+    }
+
+    // ZERO_RANGE zeroes the tail and keeps its space.
+    ring.fallocate(file.as_raw_fd(), 10, 3 * mib, mib, Fallocate::ZeroRange)
+        .unwrap();
+    out.clear();
+    turn_until_one(&mut ring, &mut out);
+    match out.pop() {
+        Some(Completion::Fallocated { token: 10, result }) => {
+            // tmpfs and a few others refuse ZERO_RANGE; ext4, XFS and btrfs do it.
+            if result.is_ok() {
+                let mut tail = vec![0xffu8; mib as usize];
+                file.read_exact_at(&mut tail, 3 * mib).unwrap();
+                assert!(tail.iter().all(|&b| b == 0));
+            }
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    std::fs::remove_file(&path).unwrap();
+}

@@ -35,6 +35,8 @@ pub(crate) mod op {
     pub const START_STOP_UNIT: u8 = 0x1b;
     pub const PREVENT_ALLOW: u8 = 0x1e;
     pub const READ_CAPACITY_10: u8 = 0x25;
+    pub const WRITE_SAME_10: u8 = 0x41;
+    pub const UNMAP: u8 = 0x42;
     pub const READ_10: u8 = 0x28;
     pub const WRITE_10: u8 = 0x2a;
     pub const WRITE_VERIFY_10: u8 = 0x2e;
@@ -54,6 +56,7 @@ pub(crate) mod op {
     pub const VERIFY_16: u8 = 0x8f;
     pub const PRE_FETCH_16: u8 = 0x90;
     pub const SYNCHRONIZE_CACHE_16: u8 = 0x91;
+    pub const WRITE_SAME_16: u8 = 0x93;
     pub const SERVICE_ACTION_IN_16: u8 = 0x9e;
     pub const REPORT_LUNS: u8 = 0xa0;
     pub const MAINTENANCE_IN: u8 = 0xa3;
@@ -63,5 +66,6 @@ pub(crate) mod op {
     pub const VERIFY_12: u8 = 0xaf;
     /// Service actions.
     pub const SA_READ_CAPACITY_16: u8 = 0x10;
+    pub const SA_GET_LBA_STATUS: u8 = 0x12;
     pub const SA_REPORT_SUPPORTED_OPCODES: u8 = 0x0c;
 }

@@ -1,6 +1,11 @@
 //! INQUIRY: standard data and the vital product data pages (SPC-4 §6.6, §7.8; SBC-3 §6.6).
+//! Block limits (0xB0) and logical block provisioning (0xB2) tell the truth about thin LUs:
+//! what UNMAP and WRITE SAME accept is exactly what they advertise.
 
 use crate::lu::LuConfig;
+use crate::provisioning::{
+    unmap_granularity_blocks, UNMAP_BLOCKS_MAX, UNMAP_DESCRIPTORS_MAX, WRITE_SAME_BLOCKS_MAX,
+};
 use crate::target::TargetConfig;
 
 /// Peripheral device types.
@@ -75,13 +80,7 @@ fn name_string(name: &str) -> Vec<u8> {
 }
 
 /// A VPD page, or None if this LU does not have it.
-pub(crate) fn vpd(
-    code: u8,
-    device_type: u8,
-    lu: &LuConfig,
-    t: &TargetConfig,
-    max_unmap: bool,
-) -> Option<Vec<u8>> {
+pub(crate) fn vpd(code: u8, device_type: u8, lu: &LuConfig, t: &TargetConfig) -> Option<Vec<u8>> {
     let disk = device_type == TYPE_DISK;
     Some(match code {
         0x00 => {
@@ -126,11 +125,13 @@ pub(crate) fn vpd(
             b[2..4].copy_from_slice(&1u16.to_be_bytes()); // optimal transfer length granularity
             b[4..8].copy_from_slice(&lu.max_xfer_blocks.to_be_bytes());
             b[8..12].copy_from_slice(&lu.optimal_xfer_blocks.to_be_bytes());
-            if max_unmap {
-                b[16..20].copy_from_slice(&u32::MAX.to_be_bytes());
-                b[20..24].copy_from_slice(&256u32.to_be_bytes());
-                b[24..28].copy_from_slice(&1u32.to_be_bytes());
+            // WSNZ (b[0] bit 0) is clear: WRITE SAME of zero blocks runs to the last LBA.
+            if lu.thin {
+                b[16..20].copy_from_slice(&UNMAP_BLOCKS_MAX.to_be_bytes());
+                b[20..24].copy_from_slice(&UNMAP_DESCRIPTORS_MAX.to_be_bytes());
+                b[24..28].copy_from_slice(&unmap_granularity_blocks(lu.block_size).to_be_bytes());
             }
+            b[32..40].copy_from_slice(&WRITE_SAME_BLOCKS_MAX.to_be_bytes());
             page(device_type, 0xb0, b)
         }
         0xb1 if disk => {
@@ -141,8 +142,9 @@ pub(crate) fn vpd(
         0xb2 if disk => {
             let mut b = vec![0u8; 4];
             if lu.thin {
-                b[1] = 0x80 | 0x40 | 0x20; // LBPU, LBPWS, LBPWS10
-                b[2] = 0x02; // thin provisioned
+                // LBPU, LBPWS, LBPWS10, LBPRZ (holes read as zeros), ANC_SUP.
+                b[1] = 0x80 | 0x40 | 0x20 | 0x04 | 0x02;
+                b[2] = 0x02; // provisioning type: thin
             }
             page(device_type, 0xb2, b)
         }

@@ -3,7 +3,7 @@
 //! A [`Target`] holds the LUN 0 controller and the disk LUs of one iSCSI target. It turns a
 //! command into an [`Action`]: an immediate [`Response`] for everything it emulates, or a
 //! backing-store request (read, write, compare, flush) that the caller performs and reports
-//! back through [`Target::complete`]. It never does I/O itself, so every command is testable
+//! back through [`Target::complete`] (or, for GET LBA STATUS, [`Target::complete_lba_status`]). It never does I/O itself, so every command is testable
 //! without a ring, a socket or a file.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -13,11 +13,16 @@ mod inquiry;
 mod lu;
 mod mode;
 mod opcodes;
+mod provisioning;
 mod reservation;
 pub mod sense;
 mod target;
 
 pub use lu::LuConfig;
+pub use provisioning::{
+    ByteRange, Provisioned, LBA_STATUS_DESCRIPTORS_MAX, UNMAP_BLOCKS_MAX, UNMAP_DESCRIPTORS_MAX,
+    WRITE_SAME_BLOCKS_MAX,
+};
 pub use reservation::{
     iscsi_initiator_port, StateError, INITIATOR_PORT_BYTES_MAX, PR_OUT_PARAMETER_BYTES_MAX,
     REGISTRATIONS_MAX, STATE_BYTES_MAX,
@@ -133,6 +138,37 @@ pub enum Action {
         len: u64,
         /// Force unit access for the write.
         fua: bool,
+    },
+    /// Deallocate byte ranges (UNMAP, or WRITE SAME with UNMAP of a zero block; SBC-3
+    /// §4.7.3.4): afterwards they read as zeros (LBPRZ). Large ranges are the caller's to
+    /// split into bounded steps.
+    Unmap {
+        /// The ranges, in the order the initiator gave them.
+        ranges: Vec<ByteRange>,
+        /// ANCHOR: keep the ranges' space reserved (zero them) rather than releasing it.
+        anchor: bool,
+    },
+    /// WRITE SAME: write `block` (one logical block) over `len` bytes at `offset`.
+    WriteSame {
+        /// Byte offset.
+        offset: u64,
+        /// Bytes (a multiple of the block's length).
+        len: u64,
+        /// The block to repeat.
+        block: Vec<u8>,
+        /// Durable before status.
+        fua: bool,
+    },
+    /// GET LBA STATUS: find which extents from `offset` hold data (at most
+    /// [`LBA_STATUS_DESCRIPTORS_MAX`] are reported) and answer through
+    /// [`Target::complete_lba_status`].
+    LbaStatus {
+        /// Byte offset of the starting LBA.
+        offset: u64,
+        /// Bytes from there to the end of the LU.
+        len: u64,
+        /// The CDB's allocation length, to give back.
+        alloc_len: u32,
     },
 }
 

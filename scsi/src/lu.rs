@@ -341,7 +341,8 @@ impl Lu {
         v[..8].copy_from_slice(&self.cfg.blocks.saturating_sub(1).to_be_bytes());
         v[8..12].copy_from_slice(&self.cfg.block_size.to_be_bytes());
         if self.cfg.thin {
-            v[14] = 0x80;
+            v[13] = crate::provisioning::physical_block_exponent(self.cfg.block_size);
+            v[14] = 0x80 | 0x40; // LBPME, LBPRZ (SBC-3 §5.16.2)
         }
         v
     }

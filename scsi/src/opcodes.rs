@@ -60,6 +60,12 @@ pub(crate) const DISK: &[Supported] = &[
         &[0x35, 0x02, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0],
     ),
     c(
+        op::WRITE_SAME_10,
+        None,
+        &[0x41, 0x18, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0],
+    ),
+    c(op::UNMAP, None, &[0x42, 0x01, 0, 0, 0, 0, 0, 0xff, 0xff, 0]),
+    c(
         op::MODE_SELECT_10,
         None,
         &[0x55, 0x11, 0, 0, 0, 0, 0, 0xff, 0xff, 0],
@@ -266,6 +272,22 @@ pub(crate) const DISK: &[Supported] = &[
         ],
     ),
     c(
+        op::WRITE_SAME_16,
+        None,
+        &[
+            0x93, 0x19, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0,
+            0,
+        ],
+    ),
+    c(
+        op::SERVICE_ACTION_IN_16,
+        Some(op::SA_GET_LBA_STATUS as u16),
+        &[
+            0x9e, 0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0,
+            0,
+        ],
+    ),
+    c(
         op::SERVICE_ACTION_IN_16,
         Some(op::SA_READ_CAPACITY_16 as u16),
         &[
@@ -345,8 +367,14 @@ fn timeouts() -> [u8; 12] {
     t
 }
 
-/// The parameter data for a REPORT SUPPORTED OPERATION CODES CDB.
-pub(crate) fn report(table: &[Supported], cdb: &[u8]) -> Result<Vec<u8>, Sense> {
+/// The parameter data for a REPORT SUPPORTED OPERATION CODES CDB, leaving out the opcodes
+/// in `hidden` (commands this particular LU does not support, e.g. UNMAP on a fully
+/// provisioned one).
+pub(crate) fn report(table: &[Supported], hidden: &[u8], cdb: &[u8]) -> Result<Vec<u8>, Sense> {
+    let visible: Vec<&Supported> = table
+        .iter()
+        .filter(|s| !hidden.contains(&s.opcode))
+        .collect();
     let rctd = cdb[2] & 0x80 != 0;
     let options = cdb[2] & 0x07;
     let req_op = cdb[3];
@@ -356,7 +384,7 @@ pub(crate) fn report(table: &[Supported], cdb: &[u8]) -> Result<Vec<u8>, Sense> 
     match options {
         0 => {
             out.extend_from_slice(&[0; 4]);
-            for s in table {
+            for s in &visible {
                 out.push(s.opcode);
                 out.push(0);
                 out.extend_from_slice(&s.service_action.unwrap_or(0).to_be_bytes());
@@ -371,7 +399,7 @@ pub(crate) fn report(table: &[Supported], cdb: &[u8]) -> Result<Vec<u8>, Sense> 
             out[..4].copy_from_slice(&len.to_be_bytes());
         }
         1..=3 => {
-            let found = table.iter().find(|s| s.opcode == req_op);
+            let found = visible.iter().find(|s| s.opcode == req_op);
             let entry = match (options, found) {
                 (1, Some(s)) if s.service_action.is_some() => {
                     return Err(Sense::invalid_cdb_field(2, Some(0)));
@@ -380,7 +408,7 @@ pub(crate) fn report(table: &[Supported], cdb: &[u8]) -> Result<Vec<u8>, Sense> 
                 (2, Some(s)) if s.service_action.is_none() => {
                     return Err(Sense::invalid_cdb_field(2, Some(0)));
                 }
-                (2, _) | (3, _) => table
+                (2, _) | (3, _) => visible
                     .iter()
                     .find(|s| s.opcode == req_op && s.service_action.is_none_or(|x| x == req_sa)),
                 _ => None,

@@ -251,7 +251,8 @@ impl Target {
             Some(&op::MODE_SELECT_10) => u64::from(u16_at(cdb, 7)),
             Some(&op::PERSISTENT_RESERVE_OUT) if lun != 0 => u64::from(u32_at(cdb, 5)),
             Some(&op::RESERVE_10 | &op::RELEASE_10) if lun != 0 => u64::from(u16_at(cdb, 7)),
-            Some(_) if lun != 0 => lu.data_out_len(cdb),
+            Some(_) if lun != 0 => crate::provisioning::data_out_len(cdb, lu.cfg.block_size)
+                .unwrap_or_else(|| lu.data_out_len(cdb)),
             _ => 0,
         }
     }
@@ -397,7 +398,7 @@ impl Target {
                     }
                     return good(truncate(inquiry::standard(device_type, &lu.cfg), alloc));
                 }
-                match inquiry::vpd(cdb[2], device_type, &lu.cfg, &self.cfg, false) {
+                match inquiry::vpd(cdb[2], device_type, &lu.cfg, &self.cfg) {
                     Some(page) => good(truncate(page, alloc)),
                     None => Err(Sense::invalid_cdb_field(2, None)),
                 }
@@ -406,7 +407,10 @@ impl Target {
                 let data = self.report_luns(cdb)?;
                 good(data)
             }
-            op::MAINTENANCE_IN => good(opcodes::report(table, cdb)?),
+            op::MAINTENANCE_IN => {
+                let hidden: &[u8] = if lu.cfg.thin { &[] } else { &[op::UNMAP] };
+                good(opcodes::report(table, hidden, cdb)?)
+            }
             op::READ_CAPACITY_10 => {
                 if !lu.medium_present {
                     return Err(Sense::new(key::NOT_READY, asc::MEDIUM_NOT_PRESENT));
@@ -416,6 +420,11 @@ impl Target {
                 }
                 good(lu.capacity10())
             }
+            op::SERVICE_ACTION_IN_16 if sa == u16::from(op::SA_GET_LBA_STATUS) => {
+                lu.get_lba_status(cdb)
+            }
+            op::UNMAP => lu.unmap(cdb, data_out),
+            op::WRITE_SAME_10 | op::WRITE_SAME_16 => lu.write_same(cdb, data_out),
             op::SERVICE_ACTION_IN_16 => {
                 if !lu.medium_present {
                     return Err(Sense::new(key::NOT_READY, asc::MEDIUM_NOT_PRESENT));
@@ -622,6 +631,27 @@ impl Target {
             ));
         }
         mode::select(&data[header + bd_len..], &mut lu.mode)
+    }
+
+    /// The answer to GET LBA STATUS from what the caller found out for
+    /// [`Action::LbaStatus`]: extents from `offset` on, or the errno that stopped it.
+    pub fn complete_lba_status(
+        &mut self,
+        lun: u64,
+        offset: u64,
+        alloc_len: u32,
+        extents: Result<&[crate::Provisioned], i32>,
+    ) -> Response {
+        let Some(lu) = self.lus.get(&lun) else {
+            return check(
+                Sense::new(key::ILLEGAL_REQUEST, asc::LUN_NOT_SUPPORTED),
+                false,
+            );
+        };
+        match extents {
+            Ok(e) => Response::good(lu.lba_status_data(offset, alloc_len, e)),
+            Err(errno) => self.complete(lun, IoOutcome::Error(errno)),
+        }
     }
 
     /// Turns a backing-store result into the command's status.

@@ -28,8 +28,15 @@ pub enum LuKind {
     Removable,
     /// A read-only LU (ReadOnly).
     ReadOnly,
-    /// A thin-provisioned LU (Unmap, WriteSame, GetLBAStatus).
+    /// A thin-provisioned LU (Unmap, WriteSame, GetLBAStatus, and the read-only and
+    /// no-medium suites, whose UNMAP, WRITE SAME and GET LBA STATUS checks need one). 16 MiB:
+    /// under 65536 blocks, so WriteSame16.Unmap skips its step that WRITE(16)s 32 MiB at once,
+    /// twice the MAXIMUM TRANSFER LENGTH VPD 0xB0 advertises.
     Thin,
+    /// Thin with 4096-byte blocks, one logical block per physical block: GetLBAStatus's
+    /// UnmapSingle asks for LBA i+1 yet expects the answer to start at i+LBPPB, which holds
+    /// only when LBPPB is 1 (a thin LU of 512-byte blocks has 8 per 4 KiB physical block).
+    Thin4k,
 }
 
 /// The LU kind each suite runs against.
@@ -38,7 +45,8 @@ pub fn lu_kind(suite: &str) -> LuKind {
     match name {
         "PreventAllow" | "StartStopUnit" | "NoMedia" => LuKind::Removable,
         "ReadOnly" => LuKind::ReadOnly,
-        "Unmap" | "WriteSame10" | "WriteSame16" | "GetLBAStatus" => LuKind::Thin,
+        "Unmap" | "WriteSame10" | "WriteSame16" | "MultipathIO" => LuKind::Thin,
+        "GetLBAStatus" => LuKind::Thin4k,
         _ => LuKind::Plain,
     }
 }
@@ -93,15 +101,24 @@ impl Row {
     }
 }
 
+/// tgt's directive for a thin-provisioned LU.
+pub const THIN: &str = "params thin_provisioning=1";
+
 /// Runs one suite against a fresh daemon.
 pub fn run_suite(suite: &str) -> Row {
     let size = 64 * MIB;
     let lun = match lu_kind(suite) {
         LuKind::Plain => LunSpec::new(size),
-        LuKind::Removable => LunSpec::new(size).with("removable 1"),
-        LuKind::ReadOnly => LunSpec::new(size).with("readonly 1"),
-        LuKind::Thin => LunSpec::new(size),
+        LuKind::Removable => LunSpec::new(size).with("removable 1").with(THIN),
+        LuKind::ReadOnly => LunSpec::new(size).with("readonly 1").with(THIN),
+        LuKind::Thin => LunSpec::new(16 * MIB).with(THIN),
+        LuKind::Thin4k => LunSpec::new(size).with("block-size 4096").with(THIN),
     };
+    run_suite_on(suite, lun)
+}
+
+/// Runs one suite against a fresh daemon serving `lun`.
+pub fn run_suite_on(suite: &str, lun: LunSpec) -> Row {
     let tag = format!("cu-{}", suite.replace('.', "-").to_lowercase());
     // Two portals, so MultipathIO has a second path to the same LU.
     let d = Daemon::start_with(

@@ -939,7 +939,10 @@ impl Mgmt {
                 "removable" => lu.removable = bool_param(&v)?,
                 "readonly" => lu.readonly = bool_param(&v)?,
                 "online" => online = bool_param(&v)?,
-                "thin_provisioning" if !bool_param(&v)? => lu.thin = false,
+                "thin_provisioning" => {
+                    conf.settings.thin_provisioning = bool_param(&v)?;
+                    lu.thin = crate::daemon::thin_provisioned(&conf.settings);
+                }
                 "mode_page" => lu.write_cache = caching_page_wce(&v)?,
                 other => {
                     tracing::warn!(param = other, value = %v, "admin: logical unit parameter not supported");

@@ -57,6 +57,18 @@ impl TargetThread {
             Action::CompareAndWrite { offset, len, fua } => {
                 self.compare_and_write(t, offset, len, fua)
             }
+            Action::Unmap { ranges, anchor } => self.start_unmap(t, ranges, anchor),
+            Action::WriteSame {
+                offset,
+                len,
+                block,
+                fua,
+            } => self.start_write_same(t, offset, len, block, fua),
+            Action::LbaStatus {
+                offset,
+                len,
+                alloc_len,
+            } => self.lba_status(t, offset, len, alloc_len),
         }
     }
 
@@ -262,7 +274,7 @@ impl TargetThread {
     }
 
     /// Drops an aborted task whose I/O just completed.
-    fn drop_aborted(&mut self, t: usize, buf: Option<IoBuf>) {
+    pub(super) fn drop_aborted(&mut self, t: usize, buf: Option<IoBuf>) {
         if let Some(b) = buf {
             self.ring.free_buf(b);
         }
@@ -318,6 +330,9 @@ impl TargetThread {
     }
 
     pub(super) fn on_written(&mut self, t: usize, result: Result<usize, Errno>, buf: IoBuf) {
+        if self.tasks[t].pending == Pending::Provision {
+            return self.on_write_same_step(t, result, buf);
+        }
         if self.tasks[t].aborted {
             return self.drop_aborted(t, Some(buf));
         }

@@ -7,6 +7,7 @@ mod conn;
 mod curve_io;
 mod io;
 pub mod liveness;
+mod provisioning;
 mod task;
 
 pub use task::COMMAND_BYTES_MAX;
@@ -451,6 +452,10 @@ impl TargetThread {
             Completion::Written { token, result, buf } => match Token::decode(token) {
                 Token::Io(t) => self.on_written(t, result, buf),
                 t => panic!("write completion with token {t:?}"),
+            },
+            Completion::Fallocated { token, result } => match Token::decode(token) {
+                Token::Io(t) => self.on_fallocated(t, result),
+                t => panic!("fallocate completion with token {t:?}"),
             },
             Completion::Synced { token, result } => match Token::decode(token) {
                 Token::Io(t) => self.on_synced(t, result),

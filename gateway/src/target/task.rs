@@ -59,6 +59,8 @@ pub(crate) enum Pending {
     Flush,
     /// Reading `len` bytes to compare with the data-out.
     Compare { len: u32 },
+    /// Deallocating or writing in steps (UNMAP, WRITE SAME); the task's `job` says what.
+    Provision,
 }
 
 /// One SCSI command in flight.
@@ -99,6 +101,8 @@ pub(crate) struct Task {
     pub io_len: u64,
     /// When the command arrived (for the latency histogram).
     pub started: std::time::Instant,
+    /// The UNMAP or WRITE SAME in progress (Pending::Provision).
+    pub job: Option<Box<super::provisioning::Job>>,
 }
 
 impl TargetThread {
@@ -169,6 +173,7 @@ impl TargetThread {
             held_bytes: 0,
             io_len: 0,
             started: std::time::Instant::now(),
+            job: None,
         };
         if cmd.write && cmd.expected_len > 0 {
             let over_budget = self.data_out_bytes + cmd.expected_len as usize > DATA_OUT_BYTES_MAX;
