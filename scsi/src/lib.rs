@@ -139,6 +139,16 @@ pub enum Action {
         /// Force unit access for the write.
         fua: bool,
     },
+    /// ORWRITE (SBC-3 §5.9): read `len` bytes at `offset`, OR `data_out[..len]` into them and
+    /// write the result back, atomically with respect to every other command on the LU.
+    OrWrite {
+        /// Byte offset.
+        offset: u64,
+        /// Bytes.
+        len: u64,
+        /// Force unit access for the write.
+        fua: bool,
+    },
     /// Deallocate byte ranges (UNMAP, or WRITE SAME with UNMAP of a zero block; SBC-3
     /// §4.7.3.4): afterwards they read as zeros (LBPRZ). Large ranges are the caller's to
     /// split into bounded steps.

@@ -102,7 +102,7 @@ fn decode_transfer(cdb: &[u8]) -> Option<Transfer> {
             flags >> 5,
             (flags >> 1) & 3,
         ),
-        op::READ_16 | op::WRITE_16 | op::VERIFY_16 | op::WRITE_VERIFY_16 => t(
+        op::READ_16 | op::WRITE_16 | op::VERIFY_16 | op::WRITE_VERIFY_16 | op::ORWRITE_16 => t(
             u64_at(cdb, 2),
             u64::from(u32_at(cdb, 10)),
             flags & 0x08 != 0,
@@ -143,6 +143,7 @@ fn is_write(opcode: u8) -> bool {
             | op::WRITE_10
             | op::WRITE_12
             | op::WRITE_16
+            | op::ORWRITE_16
             | op::COMPARE_AND_WRITE
             | op::WRITE_VERIFY_10
             | op::WRITE_VERIFY_12
@@ -271,7 +272,13 @@ impl Lu {
         if len == 0 {
             return Ok(Action::Respond(crate::Response::good(Vec::new())));
         }
-        Ok(if opcode == op::COMPARE_AND_WRITE {
+        Ok(if opcode == op::ORWRITE_16 {
+            Action::OrWrite {
+                offset,
+                len,
+                fua: t.fua || !self.mode.wce,
+            }
+        } else if opcode == op::COMPARE_AND_WRITE {
             Action::CompareAndWrite {
                 offset,
                 len,

@@ -256,6 +256,24 @@ pub(crate) const DISK: &[Supported] = &[
         ],
     ),
     c(
+        op::ORWRITE_16,
+        None,
+        &[
+            0x8b, 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0,
+            0,
+        ],
+    ),
+    c(
+        op::READ_DEFECT_DATA_10,
+        None,
+        &[0x37, 0, 0x1f, 0, 0, 0, 0, 0xff, 0xff, 0],
+    ),
+    c(
+        op::READ_DEFECT_DATA_12,
+        None,
+        &[0xb7, 0x1f, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0],
+    ),
+    c(
         op::VERIFY_16,
         None,
         &[

@@ -449,6 +449,7 @@ impl Target {
                 }
                 good(Vec::new())
             }
+            op::READ_DEFECT_DATA_10 | op::READ_DEFECT_DATA_12 => good(lu_defect_list(cdb)),
             op::START_STOP_UNIT => {
                 lu.start_stop(cdb)?;
                 good(Vec::new())
@@ -688,6 +689,34 @@ fn refused(r: Refusal) -> Result<Action, Sense> {
 /// ENOSPC on Linux (kept here so this crate needs no libc).
 const fn libc_enospc() -> i32 {
     28
+}
+
+/// READ DEFECT DATA 10/12 (SBC-3 §5.12, §5.13): a file or device behind the LU has no defect
+/// list the initiator could act on, so the list is empty, in the format asked for, with the
+/// PLISTV/GLISTV bits saying which lists were requested and are (emptily) valid.
+fn lu_defect_list(cdb: &[u8; 16]) -> Vec<u8> {
+    // REQ_PLIST, REQ_GLIST and the format sit in byte 2 of the 10-byte CDB, byte 1 of the
+    // 12-byte one.
+    let flags = if cdb[0] == op::READ_DEFECT_DATA_10 {
+        cdb[2]
+    } else {
+        cdb[1]
+    };
+    let lists = flags & 0x18;
+    let format = flags & 0x07;
+    let mut data = if cdb[0] == op::READ_DEFECT_DATA_10 {
+        vec![0, lists | format, 0, 0]
+    } else {
+        // Header of READ DEFECT DATA (12): generation code, then a 4-byte length.
+        vec![0, lists | format, 0, 0, 0, 0, 0, 0]
+    };
+    let alloc = if cdb[0] == op::READ_DEFECT_DATA_10 {
+        usize::from(u16_at(cdb, 7))
+    } else {
+        u32_at(cdb, 6) as usize
+    };
+    data.truncate(alloc);
+    data
 }
 
 #[cfg(test)]

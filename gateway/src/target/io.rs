@@ -54,6 +54,7 @@ impl TargetThread {
             Action::Compare { offset, len } => self.start_read(t, offset, len, true),
             Action::Write { offset, len, fua } => self.start_write(t, offset, len, fua),
             Action::Flush => self.start_flush(t),
+            Action::OrWrite { offset, len, fua } => self.or_write(t, offset, len, fua),
             Action::CompareAndWrite { offset, len, fua } => {
                 self.compare_and_write(t, offset, len, fua)
             }
@@ -246,6 +247,57 @@ impl TargetThread {
             Ok(None) => IoOutcome::Ok,
             Ok(Some(at)) => IoOutcome::Miscompare { at: at as u64 },
             Err(errno) => IoOutcome::Error(errno),
+        };
+        let response = self.scsi.complete(lun, outcome);
+        self.finish_task(t, response, None);
+    }
+
+    /// ORWRITE, read-modify-write done synchronously on this thread, so no other command on
+    /// the LU runs between the read and the write (as COMPARE AND WRITE). Its size is bounded
+    /// by the LU's maximum transfer length.
+    fn or_write(&mut self, t: usize, offset: u64, len: u64, fua: bool) {
+        use std::os::unix::fs::FileExt;
+        let lun = self.tasks[t].lun;
+        if self.is_curve(lun) {
+            return self.curve_refuse(t);
+        }
+        let len = len as usize;
+        let mut current = self.ring.alloc_buf(len);
+        current.set_len(len);
+        let data = self.tasks[t]
+            .buf
+            .as_ref()
+            .expect("the emulation checked the data-out length");
+        let store = self
+            .stores
+            .get(&lun)
+            .expect("the emulation only writes LUNs with stores");
+        let outcome = match &store.backing.kind {
+            StoreKind::Null => Ok(()),
+            StoreKind::Curve { .. } => unreachable!("refused above"),
+            StoreKind::File { file, .. } => file
+                .read_exact_at(current.as_mut_slice(), offset)
+                .and_then(|()| {
+                    for (c, d) in current.as_mut_slice().iter_mut().zip(data.as_slice()) {
+                        *c |= d;
+                    }
+                    file.write_all_at(current.as_slice(), offset)
+                })
+                .and_then(|()| {
+                    if fua || !store.backing.write_cache {
+                        file.sync_data()
+                    } else {
+                        Ok(())
+                    }
+                }),
+        };
+        self.ring.free_buf(current);
+        let outcome = match outcome {
+            Ok(()) => {
+                self.stats.written_bytes.fetch_add(len as u64, Relaxed);
+                IoOutcome::Ok
+            }
+            Err(e) => IoOutcome::Error(e.raw_os_error().unwrap_or(libc::EIO)),
         };
         let response = self.scsi.complete(lun, outcome);
         self.finish_task(t, response, None);
