@@ -31,6 +31,12 @@ pub enum BackingError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A block device another program holds (mounted, or opened exclusively).
+    #[error("backing store {path} is in use (mounted, or held by another program); stop using it there, or write `allow-in-use yes` if sharing it is intended")]
+    InUse {
+        /// The path.
+        path: PathBuf,
+    },
     /// The path is neither a regular file nor a block device.
     #[error("backing store {path} is not a regular file or a block device")]
     NotFileOrDevice {
@@ -144,6 +150,26 @@ impl Backing {
             path: lun.path.clone(),
             source,
         };
+        // A block device that is mounted or held exclusively by another program is refused,
+        // as tgt-admin refuses it, unless `allow-in-use yes`: an exclusive open tells (and is
+        // closed at once, so gatewayd itself never holds the device exclusively).
+        let is_device = std::fs::metadata(&lun.path)
+            .map(|m| m.file_type().is_block_device())
+            .unwrap_or(false);
+        if is_device && !s.allow_in_use {
+            match OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_EXCL)
+                .open(&lun.path)
+            {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    return Err(BackingError::InUse {
+                        path: lun.path.clone(),
+                    })
+                }
+                _ => {}
+            }
+        }
         let mut options = OpenOptions::new();
         options.read(true).write(!s.readonly);
         if direct {

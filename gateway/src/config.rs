@@ -136,6 +136,8 @@ pub struct LunSettings {
     /// Off unless asked for, as in tgt: a drop-in must not change what initiators see, and
     /// punching holes in a preallocated image fragments it.
     pub thin_provisioning: bool,
+    /// Serve a block device another program holds (tgt-admin's `allow-in-use yes`).
+    pub allow_in_use: bool,
 }
 
 impl Default for LunSettings {
@@ -154,6 +156,7 @@ impl Default for LunSettings {
             null_size_bytes: None,
             bs_opts: None,
             thin_provisioning: false,
+            allow_in_use: false,
         }
     }
 }
@@ -655,6 +658,72 @@ impl Parser {
                     err(file, line, format!("{e} (bsopts applies to bs-type curve)"))
                 })?;
                 settings.bs_opts = Some(text.to_string());
+            }
+            "bsoflags" => {
+                // tgt's open flags: `direct` is O_DIRECT (our `aio` store); `sync` (O_SYNC)
+                // is not offered: `write-cache off` makes every write durable instead.
+                for flag in value.split(':').map(str::trim).filter(|f| !f.is_empty()) {
+                    match flag {
+                        "direct" => settings.bs_type = BsType::Direct,
+                        other => {
+                            return Err(err(
+                                file,
+                                line,
+                                format!("bsoflags `{other}` is not supported; write `direct`, or use `write-cache off` for synchronous writes"),
+                            ))
+                        }
+                    }
+                }
+            }
+            "driver" => {
+                if value != "iscsi" {
+                    return Err(err(
+                        file,
+                        line,
+                        format!("driver `{value}` is not served here; write `driver iscsi`"),
+                    ));
+                }
+            }
+            "device-type" => {
+                if value != "disk" {
+                    return Err(err(
+                        file,
+                        line,
+                        format!("device-type `{value}` is not served; gatewayd serves disks (`device-type disk`)"),
+                    ));
+                }
+            }
+            "allow-in-use" => {
+                // tgt-admin refuses a device another program holds unless this is yes;
+                // gatewayd opens block devices with O_EXCL unless it is (see backing.rs).
+                settings.allow_in_use = parse_bool(value).ok_or_else(|| {
+                    err(
+                        file,
+                        line,
+                        format!("allow-in-use `{value}`: write yes or no"),
+                    )
+                })?;
+            }
+            "mode_page" => {
+                // tgt-admin's form PAGE:SUBPAGE:LENGTH:BYTE...; the caching page (8) is the
+                // one settable here (its WCE bit, as `write-cache`).
+                let fields: Option<Vec<u32>> = value
+                    .split(':')
+                    .map(|f| match f.trim().strip_prefix("0x") {
+                        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+                        None => f.trim().parse().ok(),
+                    })
+                    .collect();
+                match fields.as_deref() {
+                    Some([8, 0, _len, flags, ..]) => settings.write_cache = Some(flags & 0x04 != 0),
+                    _ => {
+                        return Err(err(
+                            file,
+                            line,
+                            format!("mode_page `{value}`: only the caching page is settable, e.g. `mode_page 8:0:18:0x10:...` (or use `write-cache on|off`)"),
+                        ))
+                    }
+                }
             }
             "block-size" => {
                 let n: u32 = value.parse().unwrap_or(0);
@@ -1225,6 +1294,29 @@ mod tests {
         assert_eq!(parse_size("x"), None);
         assert!(wildcard_match(b"*.conf", b"a.conf"));
         assert!(!wildcard_match(b"*.conf", b"a.conf~"));
+    }
+
+    #[test]
+    fn tgt_admin_lun_directives() {
+        let c = parse(
+            "<target iqn.2026-11.io.t:d>\ndriver iscsi\n<backing-store /dev/sdz>\nbsoflags direct\ndevice-type disk\nallow-in-use yes\nmode_page 8:0:18:0x10:0:0xff:0xff:0:0:0xff:0xff:0xff:0xff:0x80:0x14:0:0:0:0:0:0\n</backing-store>\n</target>\n",
+        )
+        .unwrap();
+        let s = &c.targets[0].luns[0].settings;
+        assert_eq!(s.bs_type, BsType::Direct);
+        assert!(s.allow_in_use);
+        assert_eq!(s.write_cache, Some(false));
+        for bad in [
+            "bsoflags sync",
+            "device-type tape",
+            "mode_page 10:0:10:0",
+            "allow-in-use maybe",
+        ] {
+            let text = format!("<target iqn.2026-11.io.t:d>\n<backing-store /x>\n{bad}\n</backing-store>\n</target>\n");
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.contains(":3:"), "{bad}: {e}");
+        }
+        assert!(parse("<target iqn.2026-11.io.t:d>\ndriver iser\n</target>\n").is_err());
     }
 
     #[test]

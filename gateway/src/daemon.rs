@@ -127,6 +127,7 @@ pub fn lu_config_sized(
             .scsi_sn
             .clone()
             .unwrap_or_else(|| format!("gw{:08x}{:04x}", id >> 32, lun)),
+        device_id: s.scsi_id.clone(),
         naa_id: id,
         readonly: s.readonly,
         removable: s.removable,

@@ -101,9 +101,10 @@ pub(crate) fn vpd(code: u8, device_type: u8, lu: &LuConfig, t: &TargetConfig) ->
             // NAA IEEE Registered (5h) designator of the LU, stable from its configuration.
             let naa = (5u64 << 60) | (lu.naa_id & 0x0fff_ffff_ffff_ffff);
             body.extend(designator(0x01, 0x03, &naa.to_be_bytes()));
-            // T10 vendor ID designator: vendor, then the serial.
+            // T10 vendor ID designator: vendor, then the device identification (the serial
+            // unless configured).
             let mut t10 = padded(&lu.vendor_id, 8);
-            t10.extend_from_slice(lu.serial.as_bytes());
+            t10.extend_from_slice(lu.device_id.as_deref().unwrap_or(&lu.serial).as_bytes());
             body.extend(designator(0x02, 0x01, &t10));
             // Target port: SCSI name string, relative port, port group (iSCSI protocol 5h).
             let port_name = format!("{},t,0x{:04x}", t.target_name, t.port_group_id);

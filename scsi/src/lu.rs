@@ -32,6 +32,9 @@ pub struct LuConfig {
     pub product_rev: String,
     /// Unit serial number.
     pub serial: String,
+    /// Device identification text (tgt's `scsi_id`): the vendor-specific part of the T10
+    /// vendor ID designator in VPD 0x83; the serial number when None.
+    pub device_id: Option<String>,
     /// Stable 64-bit identity for the NAA designator.
     pub naa_id: u64,
     /// Writes are refused.

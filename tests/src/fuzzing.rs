@@ -145,6 +145,7 @@ pub fn scsi(data: &[u8]) {
         product_id: "DISK".into(),
         product_rev: "0001".into(),
         serial: "fuzz1".into(),
+        device_id: None,
         naa_id: 1,
         readonly: false,
         removable: true,

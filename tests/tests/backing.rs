@@ -99,3 +99,63 @@ fn null_lun_reads_zeros_and_takes_writes() {
         &["--rw=randrw", "--bs=64k", "--iodepth=16", "--size=256m"],
     );
 }
+
+/// A mounted block device is refused, as tgt-admin refuses it, unless `allow-in-use yes`.
+#[test]
+fn a_device_in_use_is_refused_unless_allowed() {
+    let dir = TempDir::new("inuse");
+    let img = dir.0.join("dev.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(32 * MIB)
+        .unwrap();
+    let out = run(
+        Command::new("losetup").arg("--show").arg("-f").arg(&img),
+        Duration::from_secs(20),
+    );
+    assert!(out.ok(), "losetup: {}", out.stderr);
+    let dev = out.stdout.trim().to_string();
+    let mnt = dir.0.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    struct Cleanup(String, std::path::PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.1).status();
+            let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+        }
+    }
+    let _cleanup = Cleanup(dev.clone(), mnt.clone());
+    let mkfs = run(
+        Command::new("mkfs.ext4").args(["-q", "-F", &dev]),
+        Duration::from_secs(60),
+    );
+    assert!(mkfs.ok(), "mkfs.ext4: {}", mkfs.stderr);
+    let mount = run(
+        Command::new("mount").arg(&dev).arg(&mnt),
+        Duration::from_secs(30),
+    );
+    assert!(mount.ok(), "mount: {}", mount.stderr);
+    let check = |extra: &str| {
+        let conf = dir.0.join("t.conf");
+        std::fs::write(
+            &conf,
+            format!("<target iqn.2026-11.io.gateway.test:inuse>\n    <backing-store {dev}>\n{extra}    </backing-store>\n</target>\n"),
+        )
+        .unwrap();
+        run(
+            Command::new(gw_tests::gatewayd_path())
+                .args(["--check-config", "--config"])
+                .arg(&conf),
+            Duration::from_secs(30),
+        )
+    };
+    let refused = check("");
+    assert!(!refused.ok());
+    assert!(
+        refused.stderr.contains("is in use") && refused.stderr.contains("allow-in-use yes"),
+        "{}",
+        refused.stderr
+    );
+    let allowed = check("        allow-in-use yes\n");
+    assert!(allowed.ok(), "{}{}", allowed.stdout, allowed.stderr);
+}

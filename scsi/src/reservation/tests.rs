@@ -46,6 +46,7 @@ fn target() -> Target {
         product_id: "DISK".into(),
         product_rev: "0001".into(),
         serial: "sn1".into(),
+        device_id: None,
         naa_id: 42,
         readonly: false,
         removable: false,
