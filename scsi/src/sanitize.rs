@@ -76,7 +76,7 @@ fn overwrite_list(list_len: usize, list: &[u8], block_size: usize) -> Result<Ove
     // an even number of passes ends with the inverted pattern on the medium. Only the last
     // pass is written: the LBAs of a file-backed LU are not fixed places on a medium that
     // earlier passes could scrub further, and each pass replaces every byte the last wrote.
-    let last_inverted = invert && count % 2 == 0;
+    let last_inverted = invert && count.is_multiple_of(2);
     let block = pattern
         .iter()
         .cycle()
@@ -163,8 +163,175 @@ impl Lu {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Command, LuConfig, NexusId, Target, TargetConfig};
 
     const BS: usize = 512;
+    const BLOCKS: u64 = 1024;
+    const N: NexusId = NexusId(1);
+
+    fn target() -> Target {
+        let mut t = Target::new(TargetConfig {
+            tid: 1,
+            target_name: "iqn.2026-11.io.gateway:sanitize".into(),
+            relative_port_id: 1,
+            port_group_id: 1,
+        });
+        t.add_lu(LuConfig {
+            lun: 1,
+            block_size: BS as u32,
+            blocks: BLOCKS,
+            vendor_id: "GATEWAY".into(),
+            product_id: "DISK".into(),
+            product_rev: "0001".into(),
+            serial: "sn1".into(),
+            naa_id: 7,
+            readonly: false,
+            removable: false,
+            write_cache: true,
+            thin: true,
+            optimal_xfer_blocks: 8,
+            max_xfer_blocks: 1024,
+        })
+        .unwrap();
+        t.nexus_added(N, "iqn.2026-11.io.test:one,i,0x000000000001");
+        let _ = run(&mut t, &[0u8; 6], &[]); // the power-on unit attention
+        t
+    }
+
+    fn run(t: &mut Target, cdb: &[u8], data_out: &[u8]) -> Action {
+        t.execute(&Command {
+            nexus: N,
+            lun: 1,
+            cdb,
+            data_out,
+        })
+    }
+
+    /// Sense key, ASC and ASCQ of a CHECK CONDITION (fixed format).
+    fn sense_of(a: &Action) -> (u8, u8, u8) {
+        let Action::Respond(r) = a else {
+            panic!("{a:?}")
+        };
+        let s = r.sense.as_ref().expect("sense");
+        (s[2] & 0xf, s[12], s[13])
+    }
+
+    fn sanitize_cdb(flags: u8, list_len: u16) -> [u8; 10] {
+        let [hi, lo] = list_len.to_be_bytes();
+        [op::SANITIZE, flags, 0, 0, 0, 0, 0, hi, lo, 0]
+    }
+
+    const INVALID_CDB: (u8, u8, u8) = (key::ILLEGAL_REQUEST, 0x24, 0);
+
+    #[test]
+    fn overwrite_and_block_erase_cover_the_whole_lu() {
+        let mut t = target();
+        let l = list(1, &[0xaa; BS], BS as u16);
+        let a = run(&mut t, &sanitize_cdb(sa::OVERWRITE, l.len() as u16), &l);
+        let Action::WriteSame {
+            offset, len, block, ..
+        } = a
+        else {
+            panic!("{a:?}")
+        };
+        assert_eq!((offset, len), (0, BLOCKS * BS as u64));
+        assert_eq!(block, vec![0xaa; BS]);
+        let a = run(&mut t, &sanitize_cdb(sa::BLOCK_ERASE, 0), &[]);
+        let Action::Unmap { ranges, anchor } = a else {
+            panic!("{a:?}")
+        };
+        assert!(!anchor);
+        assert_eq!(
+            ranges,
+            vec![ByteRange {
+                offset: 0,
+                len: BLOCKS * BS as u64
+            }]
+        );
+        let a = run(&mut t, &sanitize_cdb(sa::EXIT_FAILURE_MODE, 0), &[]);
+        assert!(
+            matches!(a, Action::Respond(ref r) if r.sense.is_none()),
+            "{a:?}"
+        );
+    }
+
+    #[test]
+    fn bad_cdbs_are_invalid_fields() {
+        let mut t = target();
+        for service_action in (0..=0x1f).filter(|s| ![1, 2, 0x1f].contains(s)) {
+            let a = run(&mut t, &sanitize_cdb(service_action, 0), &[]);
+            assert_eq!(
+                sense_of(&a),
+                INVALID_CDB,
+                "service action {service_action:#x}"
+            );
+        }
+        let a = run(&mut t, &sanitize_cdb(sa::BLOCK_ERASE | 0x40, 0), &[]);
+        assert_eq!(sense_of(&a), INVALID_CDB, "reserved bit");
+        for byte in 2..7 {
+            let mut cdb = sanitize_cdb(sa::BLOCK_ERASE, 0);
+            cdb[byte] = 1;
+            assert_eq!(
+                sense_of(&run(&mut t, &cdb, &[])),
+                INVALID_CDB,
+                "byte {byte}"
+            );
+        }
+        let a = run(&mut t, &sanitize_cdb(sa::BLOCK_ERASE | 0x80, 0), &[]);
+        assert_eq!(sense_of(&a), INVALID_CDB, "IMMED");
+        for service_action in [sa::BLOCK_ERASE, sa::EXIT_FAILURE_MODE] {
+            let a = run(&mut t, &sanitize_cdb(service_action, 8), &[0; 8]);
+            assert_eq!(sense_of(&a), INVALID_CDB, "a list for {service_action:#x}");
+        }
+    }
+
+    #[test]
+    fn software_write_protect_refuses_sanitize_and_writes() {
+        let mut t = target();
+        // MODE SENSE (6) of the control page, then MODE SELECT (6) of it with SWP set.
+        let Action::Respond(r) = run(&mut t, &[0x1a, 0x08, 0x0a, 0, 255, 0], &[]) else {
+            panic!()
+        };
+        let mut params = r.data.clone();
+        params[0] = 0; // MODE DATA LENGTH is reserved in MODE SELECT
+        params[4 + 4] |= 0x08;
+        let a = run(&mut t, &[0x15, 0x10, 0, 0, params.len() as u8, 0], &params);
+        assert!(
+            matches!(a, Action::Respond(ref r) if r.sense.is_none()),
+            "{a:?}"
+        );
+        let Action::Respond(r) = run(&mut t, &[0x1a, 0x08, 0x0a, 0, 255, 0], &[]) else {
+            panic!()
+        };
+        assert_eq!(r.data[2] & 0x80, 0x80, "WP in the mode parameter header");
+        let protected = (key::DATA_PROTECT, 0x27, 0);
+        let l = list(1, &[0xaa; BS], BS as u16);
+        let a = run(&mut t, &sanitize_cdb(sa::OVERWRITE, l.len() as u16), &l);
+        assert_eq!(sense_of(&a), protected);
+        let a = run(&mut t, &sanitize_cdb(sa::BLOCK_ERASE, 0), &[]);
+        assert_eq!(sense_of(&a), protected);
+        let a = run(&mut t, &[0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0], &[0; BS]);
+        assert_eq!(sense_of(&a), protected, "WRITE (10)");
+        let mut ws = [0u8; 16];
+        ws[0] = 0x93;
+        ws[13] = 1;
+        assert_eq!(
+            sense_of(&run(&mut t, &ws, &[0; BS])),
+            protected,
+            "WRITE SAME (16)"
+        );
+        // Reads still work.
+        let a = run(&mut t, &[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0], &[]);
+        assert!(matches!(a, Action::Read { .. }), "{a:?}");
+        params[4 + 4] &= !0x08;
+        let a = run(&mut t, &[0x15, 0x10, 0, 0, params.len() as u8, 0], &params);
+        assert!(
+            matches!(a, Action::Respond(ref r) if r.sense.is_none()),
+            "{a:?}"
+        );
+        let a = run(&mut t, &[0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0], &[0; BS]);
+        assert!(matches!(a, Action::Write { .. }), "{a:?}");
+    }
 
     fn list(count: u8, pattern: &[u8], declared: u16) -> Vec<u8> {
         let mut v = vec![count, 0];
