@@ -137,7 +137,11 @@ pub(crate) fn vpd(code: u8, device_type: u8, lu: &LuConfig, t: &TargetConfig) ->
         }
         0xb1 if disk => {
             let mut b = vec![0u8; 0x3c];
-            b[0..2].copy_from_slice(&1u16.to_be_bytes()); // non-rotating medium
+            // Page bytes 4 and 5: non-rotating medium.
+            b[0..2].copy_from_slice(&1u16.to_be_bytes());
+            // Page byte 7: WABEREQ 01b, reads after SANITIZE BLOCK ERASE succeed (and return
+            // zeros); WACEREQ 00b, CRYPTO ERASE is not supported (SBC-3 §6.6.2).
+            b[3] = 0x40;
             page(device_type, 0xb1, b)
         }
         0xb2 if disk => {

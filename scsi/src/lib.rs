@@ -15,6 +15,7 @@ mod mode;
 mod opcodes;
 mod provisioning;
 mod reservation;
+mod sanitize;
 pub mod sense;
 mod target;
 

@@ -172,6 +172,7 @@ impl Lu {
             wce: cfg.write_cache,
             d_sense: false,
             dexcpt: false,
+            swp: false,
         };
         Lu {
             cfg,
@@ -182,6 +183,13 @@ impl Lu {
             ua: HashMap::new(),
             reservations: Reservations::default(),
         }
+    }
+
+    /// Writes are refused: the LU is configured read-only, or software write protect is set
+    /// in the control mode page (SPC-4 §7.5.8). Either way commands that would change the
+    /// medium get DATA PROTECT, WRITE PROTECTED.
+    pub(crate) fn write_protected(&self) -> bool {
+        self.cfg.readonly || self.mode.swp
     }
 
     /// Queues a unit attention for one nexus.
@@ -254,7 +262,7 @@ impl Lu {
                 None,
             ));
         }
-        if is_write(opcode) && self.cfg.readonly {
+        if is_write(opcode) && self.write_protected() {
             return Err(Sense::new(key::DATA_PROTECT, asc::WRITE_PROTECTED));
         }
         let bs = u64::from(self.cfg.block_size);

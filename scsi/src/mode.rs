@@ -15,6 +15,9 @@ pub(crate) struct ModeState {
     pub d_sense: bool,
     /// Informational exceptions disabled.
     pub dexcpt: bool,
+    /// Software write protect (control page, SPC-4 §7.5.8): while set, every command that
+    /// would change the medium is refused with DATA PROTECT, WRITE PROTECTED.
+    pub swp: bool,
 }
 
 /// Which values to report (the PC field).
@@ -68,9 +71,13 @@ pub(crate) fn page(
                 Some(s) => {
                     p[2] = if s.d_sense { 0x04 } else { 0 };
                     p[3] = 0x10; // unrestricted reordering allowed
+                    p[4] = if s.swp { 0x08 } else { 0 };
                     p[8..10].copy_from_slice(&0xffffu16.to_be_bytes()); // busy timeout: unlimited
                 }
-                None => p[2] = 0x04,
+                None => {
+                    p[2] = 0x04; // D_SENSE
+                    p[4] = 0x08; // SWP
+                }
             }
             p
         }
@@ -130,7 +137,10 @@ pub(crate) fn select(mut list: &[u8], state: &mut ModeState) -> Result<(), Sense
         }
         match code {
             0x08 => next.wce = given[2] & 0x04 != 0,
-            0x0a => next.d_sense = given[2] & 0x04 != 0,
+            0x0a => {
+                next.d_sense = given[2] & 0x04 != 0;
+                next.swp = given[4] & 0x08 != 0;
+            }
             0x1c => next.dexcpt = given[2] & 0x08 != 0,
             _ => {}
         }
@@ -148,7 +158,27 @@ mod tests {
         wce: true,
         d_sense: false,
         dexcpt: false,
+        swp: false,
     };
+
+    #[test]
+    fn swp_is_changeable() {
+        let mut s = S;
+        let mask = page(0x0a, PageControl::Changeable, &s, &s).unwrap();
+        assert_eq!(mask[4] & 0x08, 0x08, "SWP is in the changeable mask");
+        let mut control = page(0x0a, PageControl::Current, &s, &s).unwrap();
+        assert_eq!(control[4] & 0x08, 0);
+        control[4] |= 0x08;
+        select(&control, &mut s).unwrap();
+        assert!(s.swp);
+        assert_eq!(
+            page(0x0a, PageControl::Current, &s, &s).unwrap()[4] & 0x08,
+            0x08
+        );
+        control[4] &= !0x08;
+        select(&control, &mut s).unwrap();
+        assert!(!s.swp);
+    }
 
     #[test]
     fn select_changes_only_changeable_bits() {

@@ -3,6 +3,7 @@
 
 use crate::cdb::{op, u16_at, u32_at};
 use crate::reservation::{in_sa, out_sa};
+use crate::sanitize;
 use crate::sense::Sense;
 
 /// A supported command: opcode, service action (if it has one), CDB usage data (whose length
@@ -65,6 +66,45 @@ pub(crate) const DISK: &[Supported] = &[
         &[0x41, 0x18, 0xff, 0xff, 0xff, 0xff, 0, 0xff, 0xff, 0],
     ),
     c(op::UNMAP, None, &[0x42, 0x01, 0, 0, 0, 0, 0, 0xff, 0xff, 0]),
+    // SANITIZE (SBC-3 §5.30): OVERWRITE, BLOCK ERASE and EXIT FAILURE MODE; not CRYPTO
+    // ERASE, and not IMMED.
+    c(
+        op::SANITIZE,
+        Some(sanitize::sa::OVERWRITE as u16),
+        &[0x48, sanitize::sa::OVERWRITE, 0, 0, 0, 0, 0, 0xff, 0xff, 0],
+    ),
+    c(
+        op::SANITIZE,
+        Some(sanitize::sa::BLOCK_ERASE as u16),
+        &[
+            0x48,
+            sanitize::sa::BLOCK_ERASE,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0xff,
+            0xff,
+            0,
+        ],
+    ),
+    c(
+        op::SANITIZE,
+        Some(sanitize::sa::EXIT_FAILURE_MODE as u16),
+        &[
+            0x48,
+            sanitize::sa::EXIT_FAILURE_MODE,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0xff,
+            0xff,
+            0,
+        ],
+    ),
     c(
         op::MODE_SELECT_10,
         None,

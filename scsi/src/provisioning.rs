@@ -90,7 +90,7 @@ impl Lu {
             return Err(Sense::new(key::ILLEGAL_REQUEST, asc::INVALID_OPCODE));
         }
         let anchor = cdb[1] & 0x01 != 0;
-        if self.cfg.readonly {
+        if self.write_protected() {
             return Err(Sense::new(key::DATA_PROTECT, asc::WRITE_PROTECTED));
         }
         let list_len = usize::from(u16_at(cdb, 7));
@@ -161,7 +161,7 @@ impl Lu {
             // WRPROTECT: no protection information on these LUs (SBC-3 §4.22).
             return Err(Sense::invalid_cdb_field(1, Some(7)));
         }
-        if self.cfg.readonly {
+        if self.write_protected() {
             // Before the provisioning checks: a write-protected LU refuses every WRITE SAME.
             return Err(Sense::new(key::DATA_PROTECT, asc::WRITE_PROTECTED));
         }

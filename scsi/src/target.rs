@@ -252,6 +252,7 @@ impl Target {
             Some(&op::MODE_SELECT_10) => u64::from(u16_at(cdb, 7)),
             Some(&op::PERSISTENT_RESERVE_OUT) if lun != 0 => u64::from(u32_at(cdb, 5)),
             Some(&op::RESERVE_10 | &op::RELEASE_10) if lun != 0 => u64::from(u16_at(cdb, 7)),
+            Some(&op::SANITIZE) if lun != 0 => crate::sanitize::data_out_len(cdb),
             Some(_) if lun != 0 => crate::provisioning::data_out_len(cdb, lu.cfg.block_size)
                 .unwrap_or_else(|| lu.data_out_len(cdb)),
             _ => 0,
@@ -341,10 +342,11 @@ impl Target {
         let sa = u16::from(cdb[1] & 0x1f);
         if !opcodes::supports(table, opcode, sa) {
             // An unknown service action of PERSISTENT RESERVE IN or OUT is a bad CDB field
-            // (SPC-4 §6.15.1, §6.16.1), not an unknown command.
+            // (SPC-4 §6.15.1, §6.16.1), and so is one of SANITIZE (SBC-3 §5.30.1), not an
+            // unknown command.
             if matches!(
                 opcode,
-                op::PERSISTENT_RESERVE_IN | op::PERSISTENT_RESERVE_OUT
+                op::PERSISTENT_RESERVE_IN | op::PERSISTENT_RESERVE_OUT | op::SANITIZE
             ) && opcodes::supports_opcode(table, opcode)
             {
                 return Err(Sense::invalid_cdb_field(1, Some(4)));
@@ -425,6 +427,7 @@ impl Target {
                 lu.get_lba_status(cdb)
             }
             op::UNMAP => lu.unmap(cdb, data_out),
+            op::SANITIZE => lu.sanitize(cdb, data_out),
             op::WRITE_SAME_10 | op::WRITE_SAME_16 => lu.write_same(cdb, data_out),
             op::SERVICE_ACTION_IN_16 => {
                 if !lu.medium_present {
@@ -570,7 +573,7 @@ impl Target {
             d[5..8].copy_from_slice(&lu.cfg.block_size.to_be_bytes()[1..]);
             d
         };
-        let device_specific = if lu.cfg.readonly && lu.cfg.lun != 0 {
+        let device_specific = if lu.write_protected() && lu.cfg.lun != 0 {
             0x80
         } else {
             0

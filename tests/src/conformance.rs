@@ -28,7 +28,8 @@ pub enum LuKind {
     Removable,
     /// A read-only LU (ReadOnly).
     ReadOnly,
-    /// A thin-provisioned LU (Unmap, WriteSame, GetLBAStatus, and the read-only and
+    /// A thin-provisioned LU (Unmap, WriteSame, Sanitize, whose BLOCK ERASE needs LBPME,
+    /// GetLBAStatus, and the read-only and
     /// no-medium suites, whose UNMAP, WRITE SAME and GET LBA STATUS checks need one). 16 MiB:
     /// under 65536 blocks, so WriteSame16.Unmap skips its step that WRITE(16)s 32 MiB at once,
     /// twice the MAXIMUM TRANSFER LENGTH VPD 0xB0 advertises.
@@ -45,7 +46,7 @@ pub fn lu_kind(suite: &str) -> LuKind {
     match name {
         "PreventAllow" | "StartStopUnit" | "NoMedia" => LuKind::Removable,
         "ReadOnly" => LuKind::ReadOnly,
-        "Unmap" | "WriteSame10" | "WriteSame16" | "MultipathIO" => LuKind::Thin,
+        "Unmap" | "WriteSame10" | "WriteSame16" | "MultipathIO" | "Sanitize" => LuKind::Thin,
         "GetLBAStatus" => LuKind::Thin4k,
         _ => LuKind::Plain,
     }
@@ -119,7 +120,9 @@ pub fn run_suite(suite: &str) -> Row {
 
 /// Runs one suite against a fresh daemon serving `lun`.
 pub fn run_suite_on(suite: &str, lun: LunSpec) -> Row {
-    let tag = format!("cu-{}", suite.replace('.', "-").to_lowercase());
+    // A list of tests ("A.B.c,A.B.d") is tagged by its first, to keep the name short.
+    let first = suite.split(',').next().unwrap_or(suite);
+    let tag = format!("cu-{}", first.replace('.', "-").to_lowercase());
     // Two portals, so MultipathIO has a second path to the same LU.
     let d = Daemon::start_with(
         &tag,

@@ -31,8 +31,26 @@ const KNOWN_GAPS: &[(&str, &str)] = &[
 /// Suites not run here, and why: each is a failure or a gap still to close.
 const NOT_RUN: &[(&str, &str)] = &[(
     "ALL.Sanitize",
-    "SANITIZE is not implemented, and its Readonly test fails: SWP (control mode page) is not changeable",
+    "its Reset test expects SANITIZE IN PROGRESS from TEST UNIT READY 3 s after an OVERWRITE \
+     with IMMED clear was sent, and through a relogin; gatewayd overwrites the 16 MiB LU in \
+     far less, and has no sanitize-in-progress state. The other tests run in \
+     sanitize_but_reset, where CRYPTO ERASE is the one gap (no media encryption key to \
+     change)",
 )];
+
+/// The tests of ALL.Sanitize that `sanitize_but_reset` runs: all but Reset (see NOT_RUN).
+const SANITIZE_BUT_RESET: &[&str] = &[
+    "BlockErase",
+    "BlockEraseReserved",
+    "CryptoErase",
+    "CryptoEraseReserved",
+    "ExitFailureMode",
+    "InvalidServiceAction",
+    "Overwrite",
+    "OverwriteReserved",
+    "Readonly",
+    "Reservations",
+];
 
 fn suite(name: &str) {
     check(
@@ -130,6 +148,26 @@ suites! {
     iscsi_datasn => "iSCSI.iSCSIdatasn";
     iscsi_residuals => "iSCSI.iSCSIResiduals";
     iscsi_tmf => "iSCSI.iSCSITMF";
+}
+
+/// ALL.Sanitize without its Reset test, on a thin LU (BLOCK ERASE deallocates, and libiscsi
+/// requires LBPME of a target offering it). Its skips are CRYPTO ERASE, which is not offered.
+#[test]
+fn sanitize_but_reset() {
+    let tests: Vec<String> = SANITIZE_BUT_RESET
+        .iter()
+        .map(|t| format!("ALL.Sanitize.{t}"))
+        .collect();
+    let row = run_suite_on(&tests.join(","), LunSpec::new(16 * MIB).with(THIN));
+    assert_eq!(row.run as usize, SANITIZE_BUT_RESET.len(), "{}", row.output);
+    assert!(
+        row.feature_gaps()
+            .iter()
+            .all(|g| g.contains("CRYPTO_ERASE")),
+        "gaps other than CRYPTO ERASE: {:?}",
+        row.feature_gaps()
+    );
+    check("ALL.Sanitize", row, true);
 }
 
 /// No suite of the installed libiscsi is left out silently.
