@@ -42,8 +42,8 @@ pub enum TargetMsg {
     Control {
         /// Matches the reply to the request.
         seq: u64,
-        /// What to do.
-        req: Control,
+        /// What to do (boxed: LU configurations are large).
+        req: Box<Control>,
     },
 }
 

@@ -184,6 +184,7 @@ mod tests {
             product_id: "DISK".into(),
             product_rev: "0001".into(),
             serial: "sn1".into(),
+            device_id: None,
             naa_id: 7,
             readonly: false,
             removable: false,

@@ -417,11 +417,15 @@ impl Mgmt {
     }
 
     fn send_control(&mut self, seq: u64, tid: u32, req: Control) {
-        let sent = self
-            .targets
-            .iter()
-            .find(|t| t.tid == tid)
-            .is_some_and(|t| t.handle.tx.send(TargetMsg::Control { seq, req }).is_ok());
+        let sent = self.targets.iter().find(|t| t.tid == tid).is_some_and(|t| {
+            t.handle
+                .tx
+                .send(TargetMsg::Control {
+                    seq,
+                    req: Box::new(req),
+                })
+                .is_ok()
+        });
         if !sent {
             self.on_control_reply(seq, tid, Err(AdmErr::NoTarget));
         }

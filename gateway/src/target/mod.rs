@@ -513,7 +513,7 @@ impl TargetThread {
                     }
                 }
                 TargetMsg::Control { seq, req } => {
-                    let result = self.control(req);
+                    let result = self.control(*req);
                     let _ = self.to_mgmt.send(MgmtMsg::Reply {
                         seq,
                         tid: self.tid,
