@@ -13,14 +13,6 @@ const MIB: u64 = 1 << 20;
 
 /// Suites with tests skipped because gatewayd lacks the feature they exercise.
 const KNOWN_GAPS: &[(&str, &str)] = &[
-    (
-        "ALL.ExtendedCopy",
-        "EXTENDED COPY and RECEIVE COPY RESULTS are not implemented",
-    ),
-    (
-        "ALL.ReceiveCopyResults",
-        "RECEIVE COPY RESULTS is not implemented",
-    ),
     ("ALL.OrWrite", "ORWRITE is not implemented"),
     (
         "ALL.ReadDefectData10",
