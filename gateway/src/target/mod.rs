@@ -348,12 +348,10 @@ impl TargetThread {
     fn drop_retired(&mut self) {
         let tasks = &self.tasks;
         self.retired.retain(|(lun, _)| {
-            tasks
-                .iter()
-                .any(|(_, t)| {
-                    let uses = t.lun == *lun || t.copy.as_ref().is_some_and(|c| c.touches(*lun));
-                    uses && t.pending != task::Pending::DataOut
-                })
+            tasks.iter().any(|(_, t)| {
+                let uses = t.lun == *lun || t.copy.as_ref().is_some_and(|c| c.touches(*lun));
+                uses && t.pending != task::Pending::DataOut
+            })
         });
     }
 
