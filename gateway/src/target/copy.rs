@@ -166,7 +166,7 @@ impl TargetThread {
                 .write_at(fd, token, buf, seg.dst_offset + at, step as usize, dsync)
         {
             tracing::error!(tid = self.tid, "cannot submit a copy write: {e}");
-            return self.end_copy(t, Some((segment, libc::EAGAIN, true)));
+            self.end_copy(t, Some((segment, libc::EAGAIN, true)));
         }
     }
 
