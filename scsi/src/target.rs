@@ -992,4 +992,57 @@ mod tests {
         let sa_needed = [0xa3, 0x0c, 0x01, 0x9e, 0, 0, 0, 0, 1, 0, 0, 0];
         assert_eq!(sense_of(&run(&mut t, 1, &sa_needed, &[])), (5, 0x24, 0));
     }
+
+    #[test]
+    fn extended_copy_plans_and_reports() {
+        let mut t = target();
+        let _ = run(&mut t, 1, &[0u8; 6], &[]);
+        // VPD 0x8F is listed, INQUIRY says 3PC.
+        let Action::Respond(r) = run(&mut t, 1, &[0x12, 1, 0, 0, 64, 0], &[]) else {
+            panic!()
+        };
+        assert!(r.data[4..].contains(&0x8f));
+        let Action::Respond(r) = run(&mut t, 1, &[0x12, 0, 0, 0, 36, 0], &[]) else {
+            panic!()
+        };
+        assert_eq!(r.data[5] & 0x08, 0x08);
+        let mut list = vec![0u8; 16];
+        list[0] = 9;
+        list[3] = 32;
+        list[11] = 28;
+        let mut cscd = vec![0u8; 32];
+        cscd[0] = 0xe4;
+        cscd[4..16].copy_from_slice(&inquiry::naa_designator(&t.lus[&1].cfg));
+        cscd[30] = 0x02;
+        list.extend(cscd);
+        let mut seg = vec![0u8; 28];
+        seg[0] = 0x02;
+        seg[3] = 24;
+        seg[11] = 4; // 4 blocks from LBA 0 to LBA 8
+        seg[27] = 8;
+        list.extend(seg);
+        let mut cdb = [0u8; 16];
+        cdb[0] = 0x83;
+        cdb[10..14].copy_from_slice(&(list.len() as u32).to_be_bytes());
+        assert_eq!(t.data_out_len(1, &cdb), list.len() as u64);
+        let Action::Copy(plan) = run(&mut t, 1, &cdb, &list) else {
+            panic!("a copy plan")
+        };
+        assert_eq!(plan.segments.len(), 1);
+        assert_eq!(plan.segments[0].dst_offset, 8 * 512);
+        let rcr = [0x84, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0];
+        let Action::Respond(r) = run(&mut t, 1, &rcr, &[]) else {
+            panic!()
+        };
+        assert_eq!(r.data[4], 0x00, "in progress");
+        let done = t.complete_copy(N, 1, &plan, CopyOutcome::Done { bytes: 2048 });
+        assert_eq!(done.status, ScsiStatus::Good);
+        let Action::Respond(r) = run(&mut t, 1, &rcr, &[]) else {
+            panic!()
+        };
+        assert_eq!((r.data[4], r.data[10]), (0x01, 0x08));
+        // An unknown RECEIVE COPY RESULTS service action is a bad CDB field.
+        let bad = [0x84, 0x07, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0];
+        assert_eq!(sense_of(&run(&mut t, 1, &bad, &[])), (5, 0x24, 0));
+    }
 }
