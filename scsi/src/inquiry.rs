@@ -15,7 +15,7 @@ pub(crate) const TYPE_CONTROLLER: u8 = 0x0c;
 pub(crate) const NO_LU: u8 = 0x7f;
 
 /// VPD pages, in the order page 0x00 lists them.
-pub(crate) const VPD_PAGES: [u8; 6] = [0x00, 0x80, 0x83, 0xb0, 0xb1, 0xb2];
+pub(crate) const VPD_PAGES: [u8; 7] = [0x00, 0x80, 0x83, 0x8f, 0xb0, 0xb1, 0xb2];
 
 fn padded(text: &str, len: usize) -> Vec<u8> {
     let mut v: Vec<u8> = text
@@ -35,6 +35,9 @@ pub(crate) fn standard(device_type: u8, lu: &LuConfig) -> Vec<u8> {
     v[2] = 0x06; // SPC-4
     v[3] = 0x12; // HISUP, response data format 2
     v[4] = (v.len() - 5) as u8;
+    if device_type == TYPE_DISK {
+        v[5] = 0x08; // 3PC: EXTENDED COPY (SPC-4 §6.4)
+    }
     v[7] = 0x02; // CMDQUE
     v[8..16].copy_from_slice(&padded(&lu.vendor_id, 8));
     v[16..32].copy_from_slice(&padded(&lu.product_id, 16));
@@ -79,6 +82,13 @@ fn name_string(name: &str) -> Vec<u8> {
     v
 }
 
+/// The LU's NAA IEEE Registered (5h) designation descriptor, stable from its configuration:
+/// VPD 0x83 reports it, and EXTENDED COPY names the LU by it.
+pub(crate) fn naa_designator(lu: &LuConfig) -> Vec<u8> {
+    let naa = (5u64 << 60) | (lu.naa_id & 0x0fff_ffff_ffff_ffff);
+    designator(0x01, 0x03, &naa.to_be_bytes())
+}
+
 /// A VPD page, or None if this LU does not have it.
 pub(crate) fn vpd(code: u8, device_type: u8, lu: &LuConfig, t: &TargetConfig) -> Option<Vec<u8>> {
     let disk = device_type == TYPE_DISK;
@@ -87,7 +97,7 @@ pub(crate) fn vpd(code: u8, device_type: u8, lu: &LuConfig, t: &TargetConfig) ->
             let pages: Vec<u8> = VPD_PAGES
                 .iter()
                 .copied()
-                .filter(|&p| disk || p < 0xb0)
+                .filter(|&p| disk || p < 0x8f)
                 .collect();
             page(device_type, 0x00, pages)
         }
@@ -98,9 +108,7 @@ pub(crate) fn vpd(code: u8, device_type: u8, lu: &LuConfig, t: &TargetConfig) ->
         ),
         0x83 => {
             let mut body = Vec::new();
-            // NAA IEEE Registered (5h) designator of the LU, stable from its configuration.
-            let naa = (5u64 << 60) | (lu.naa_id & 0x0fff_ffff_ffff_ffff);
-            body.extend(designator(0x01, 0x03, &naa.to_be_bytes()));
+            body.extend(naa_designator(lu));
             // T10 vendor ID designator: vendor, then the device identification (the serial
             // unless configured).
             let mut t10 = padded(&lu.vendor_id, 8);
@@ -119,6 +127,7 @@ pub(crate) fn vpd(code: u8, device_type: u8, lu: &LuConfig, t: &TargetConfig) ->
             body.extend(designator(0x53, 0xa8, &name_string(&t.target_name)));
             page(device_type, 0x83, body)
         }
+        0x8f if disk => page(device_type, 0x8f, crate::xcopy::vpd_page_body()),
         0xb0 if disk => {
             let mut b = vec![0u8; 0x3c];
             // Offsets below are from the start of the page (SBC-3 Table 197) minus 4.

@@ -18,6 +18,7 @@ mod reservation;
 mod sanitize;
 pub mod sense;
 mod target;
+mod xcopy;
 
 pub use lu::LuConfig;
 pub use provisioning::{
@@ -29,6 +30,10 @@ pub use reservation::{
     REGISTRATIONS_MAX, STATE_BYTES_MAX,
 };
 pub use target::{LuStatus, Target, TargetConfig};
+pub use xcopy::{
+    CopyOutcome, CopyPlan, CopySegment, COPY_RECORDS_MAX, CSCD_DESCRIPTORS_MAX,
+    DESCRIPTOR_LIST_BYTES_MAX, SEGMENT_BYTES_MAX, SEGMENT_DESCRIPTORS_MAX,
+};
 
 /// The 8-byte LUN field for a LUN number (SAM-5 §4.7: peripheral addressing below 256, flat
 /// addressing up to 16383).
@@ -181,6 +186,9 @@ pub enum Action {
         /// The CDB's allocation length, to give back.
         alloc_len: u32,
     },
+    /// EXTENDED COPY (SPC-4 §6.4): copy the plan's segments in order between LUs of this
+    /// target, in bounded steps, and answer through [`Target::complete_copy`].
+    Copy(CopyPlan),
 }
 
 /// How a backing-store request ended.

@@ -338,6 +338,34 @@ pub(crate) const DISK: &[Supported] = &[
         ],
     ),
     c(
+        op::EXTENDED_COPY,
+        Some(crate::xcopy::SA_EXTENDED_COPY_LID1 as u16),
+        &[
+            0x83, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0,
+        ],
+    ),
+    c(
+        op::RECEIVE_COPY_RESULTS,
+        Some(crate::xcopy::rcr_sa::COPY_STATUS as u16),
+        &[
+            0x84, 0x00, 0xff, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0,
+        ],
+    ),
+    c(
+        op::RECEIVE_COPY_RESULTS,
+        Some(crate::xcopy::rcr_sa::OPERATING_PARAMETERS as u16),
+        &[
+            0x84, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0,
+        ],
+    ),
+    c(
+        op::RECEIVE_COPY_RESULTS,
+        Some(crate::xcopy::rcr_sa::FAILED_SEGMENT_DETAILS as u16),
+        &[
+            0x84, 0x04, 0xff, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0,
+        ],
+    ),
+    c(
         op::SERVICE_ACTION_IN_16,
         Some(op::SA_GET_LBA_STATUS as u16),
         &[

@@ -17,6 +17,8 @@ pub mod key {
     pub const UNIT_ATTENTION: u8 = 0x06;
     /// DATA PROTECT.
     pub const DATA_PROTECT: u8 = 0x07;
+    /// COPY ABORTED (EXTENDED COPY, SPC-4 §6.4).
+    pub const COPY_ABORTED: u8 = 0x0a;
     /// ABORTED COMMAND.
     pub const ABORTED_COMMAND: u8 = 0x0b;
     /// MISCOMPARE.
@@ -77,6 +79,20 @@ pub mod asc {
     pub const MEDIUM_NOT_PRESENT: (u8, u8) = (0x3a, 0x00);
     /// MEDIUM REMOVAL PREVENTED.
     pub const MEDIUM_REMOVAL_PREVENTED: (u8, u8) = (0x53, 0x02);
+    /// OPERATION IN PROGRESS.
+    pub const OPERATION_IN_PROGRESS: (u8, u8) = (0x00, 0x16);
+    /// UNREACHABLE COPY TARGET.
+    pub const UNREACHABLE_COPY_TARGET: (u8, u8) = (0x08, 0x04);
+    /// COPY TARGET DEVICE NOT REACHABLE.
+    pub const COPY_TARGET_DEVICE_NOT_REACHABLE: (u8, u8) = (0x0d, 0x02);
+    /// TOO MANY TARGET DESCRIPTORS.
+    pub const TOO_MANY_TARGET_DESCRIPTORS: (u8, u8) = (0x26, 0x06);
+    /// UNSUPPORTED TARGET DESCRIPTOR TYPE CODE.
+    pub const UNSUPPORTED_TARGET_DESCRIPTOR_TYPE_CODE: (u8, u8) = (0x26, 0x07);
+    /// TOO MANY SEGMENT DESCRIPTORS.
+    pub const TOO_MANY_SEGMENT_DESCRIPTORS: (u8, u8) = (0x26, 0x08);
+    /// UNSUPPORTED SEGMENT DESCRIPTOR TYPE CODE.
+    pub const UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE: (u8, u8) = (0x26, 0x09);
     /// INTERNAL TARGET FAILURE.
     pub const INTERNAL_TARGET_FAILURE: (u8, u8) = (0x44, 0x00);
 }
@@ -93,6 +109,8 @@ pub struct Sense {
     /// Sense-key-specific field pointer: (in the CDB rather than the parameter list, byte,
     /// bit if known).
     pub field: Option<(bool, u16, Option<u8>)>,
+    /// COMMAND-SPECIFIC INFORMATION, if any (EXTENDED COPY: the failed segment's number).
+    pub command_specific: Option<u32>,
 }
 
 impl Sense {
@@ -103,6 +121,7 @@ impl Sense {
             code,
             information: None,
             field: None,
+            command_specific: None,
         }
     }
 
@@ -146,6 +165,10 @@ impl Sense {
                 v.extend_from_slice(&[0x00, 0x0a, 0x80, 0]);
                 v.extend_from_slice(&info.to_be_bytes());
             }
+            if let Some(csi) = self.command_specific {
+                v.extend_from_slice(&[0x01, 0x0a, 0, 0]);
+                v.extend_from_slice(&u64::from(csi).to_be_bytes());
+            }
             if let Some(sks) = self.sks() {
                 v.extend_from_slice(&[0x02, 0x06, 0, 0]);
                 v.extend_from_slice(&sks);
@@ -162,6 +185,9 @@ impl Sense {
                 v[3..7].copy_from_slice(&(info.min(u64::from(u32::MAX)) as u32).to_be_bytes());
             }
             v[7] = 10;
+            if let Some(csi) = self.command_specific {
+                v[8..12].copy_from_slice(&csi.to_be_bytes());
+            }
             v[12] = self.code.0;
             v[13] = self.code.1;
             if let Some(sks) = self.sks() {

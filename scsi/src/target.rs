@@ -10,6 +10,7 @@ use crate::mode::{self, PageControl};
 use crate::opcodes;
 use crate::reservation::{normalize_port, Refusal};
 use crate::sense::{asc, key, Sense};
+use crate::xcopy::{self, CopyOutcome, CopyPlan, CopyRecords, CopyTarget};
 use crate::{Action, Command, IoOutcome, NexusId, Response, ScsiError, ScsiStatus};
 
 /// The target's identity as VPD 0x83 reports it.
@@ -45,6 +46,8 @@ pub struct Target {
     nexuses: BTreeMap<NexusId, String>,
     /// LUNs whose APTPL reservation state changed since the caller last asked.
     dirty_reservations: BTreeSet<u64>,
+    /// EXTENDED COPY results per nexus, for RECEIVE COPY RESULTS.
+    copies: CopyRecords,
 }
 
 /// RESERVATION CONFLICT status, which carries no sense data (SAM-5 §5.3.1).
@@ -91,6 +94,7 @@ impl Target {
             lus,
             nexuses: BTreeMap::new(),
             dirty_reservations: BTreeSet::new(),
+            copies: CopyRecords::default(),
         }
     }
 
@@ -213,6 +217,7 @@ impl Target {
     /// reservations go with it; persistent registrations stay (SPC-4 §5.9.6).
     pub fn nexus_removed(&mut self, nexus: NexusId) {
         self.nexuses.remove(&nexus);
+        self.copies.nexus_removed(nexus);
         for lu in self.lus.values_mut() {
             lu.ua.remove(&nexus);
             lu.prevent.remove(&nexus);
@@ -253,6 +258,7 @@ impl Target {
             Some(&op::PERSISTENT_RESERVE_OUT) if lun != 0 => u64::from(u32_at(cdb, 5)),
             Some(&op::RESERVE_10 | &op::RELEASE_10) if lun != 0 => u64::from(u16_at(cdb, 7)),
             Some(&op::SANITIZE) if lun != 0 => crate::sanitize::data_out_len(cdb),
+            Some(&op::EXTENDED_COPY) if lun != 0 => u64::from(u32_at(cdb, 10)),
             Some(_) if lun != 0 => crate::provisioning::data_out_len(cdb, lu.cfg.block_size)
                 .unwrap_or_else(|| lu.data_out_len(cdb)),
             _ => 0,
@@ -346,7 +352,11 @@ impl Target {
             // unknown command.
             if matches!(
                 opcode,
-                op::PERSISTENT_RESERVE_IN | op::PERSISTENT_RESERVE_OUT | op::SANITIZE
+                op::PERSISTENT_RESERVE_IN
+                    | op::PERSISTENT_RESERVE_OUT
+                    | op::SANITIZE
+                    | op::EXTENDED_COPY
+                    | op::RECEIVE_COPY_RESULTS
             ) && opcodes::supports_opcode(table, opcode)
             {
                 return Err(Sense::invalid_cdb_field(1, Some(4)));
@@ -498,8 +508,85 @@ impl Target {
                 }
                 good(Vec::new())
             }
+            op::EXTENDED_COPY => {
+                if !lu.medium_present {
+                    return Err(Sense::new(key::NOT_READY, asc::MEDIUM_NOT_PRESENT));
+                }
+                let param_len = u32_at(cdb, 10) as usize;
+                if param_len == 0 {
+                    return good(Vec::new()); // no copy (SPC-4 §6.4.1)
+                }
+                let targets: Vec<CopyTarget> = self
+                    .lus
+                    .values()
+                    .filter(|l| l.cfg.lun != 0)
+                    .map(|l| CopyTarget {
+                        lun: l.cfg.lun,
+                        designator: inquiry::naa_designator(&l.cfg),
+                        block_size: l.cfg.block_size,
+                        blocks: l.cfg.blocks,
+                        readonly: l.cfg.readonly,
+                        present: l.medium_present,
+                    })
+                    .collect();
+                let plan = xcopy::parse(data_out, param_len, &targets)?;
+                self.copies.started(nexus, lun, plan.list_id);
+                Ok(Action::Copy(plan))
+            }
+            op::RECEIVE_COPY_RESULTS => {
+                let alloc = u32_at(cdb, 10) as usize;
+                good(truncate(self.copies.receive(nexus, lun, cdb)?, alloc))
+            }
             _ => lu.block_command(cdb, data_out),
         }
+    }
+
+    /// The answer to EXTENDED COPY once the caller has carried out (or given up on) the plan
+    /// of [`Action::Copy`]; RECEIVE COPY RESULTS reports it from now on.
+    pub fn complete_copy(
+        &mut self,
+        nexus: NexusId,
+        lun: u64,
+        plan: &CopyPlan,
+        outcome: CopyOutcome,
+    ) -> Response {
+        let descriptor = self.lus.get(&lun).is_some_and(|l| l.mode.d_sense);
+        let failure = match outcome {
+            CopyOutcome::Done { bytes } => match plan.stops_at {
+                None => {
+                    let n = plan.segments.len() as u16;
+                    self.copies.ended(nexus, lun, plan, n, bytes, None);
+                    return Response::good(Vec::new());
+                }
+                // Blocks past the end of a copy target: it reports LOGICAL BLOCK ADDRESS OUT
+                // OF RANGE to the copy manager, which aborts the copy with no additional
+                // sense of its own (the code libiscsi expects).
+                Some(segment) => (segment, bytes, asc::NONE),
+            },
+            CopyOutcome::Failed {
+                segment,
+                bytes,
+                errno,
+                writing,
+            } => {
+                let code = if errno == libc_enodev() || errno == libc_eopnotsupp() {
+                    asc::COPY_TARGET_DEVICE_NOT_REACHABLE
+                } else if writing {
+                    asc::WRITE_ERROR
+                } else {
+                    asc::UNRECOVERED_READ_ERROR
+                };
+                (segment, bytes, code)
+            }
+        };
+        let (segment, bytes, code) = failure;
+        let sense = Sense {
+            command_specific: Some(u32::from(segment)),
+            ..Sense::new(key::COPY_ABORTED, code)
+        };
+        self.copies
+            .ended(nexus, lun, plan, segment, bytes, Some(sense.encode(false)));
+        check(sense, descriptor)
     }
 
     /// The reservation state of an LU that must survive power loss (APTPL, SPC-4 §5.9.4),
@@ -688,6 +775,16 @@ fn refused(r: Refusal) -> Result<Action, Sense> {
         Refusal::Conflict => Ok(conflict()),
         Refusal::Check(s) => Err(s),
     }
+}
+
+/// ENODEV on Linux: a copy target's store is gone.
+const fn libc_enodev() -> i32 {
+    19
+}
+
+/// EOPNOTSUPP on Linux: a copy target's store cannot take part in a copy.
+const fn libc_eopnotsupp() -> i32 {
+    95
 }
 
 /// ENOSPC on Linux (kept here so this crate needs no libc).
@@ -929,5 +1026,58 @@ mod tests {
         assert_eq!(r.data[4], 0x28);
         let sa_needed = [0xa3, 0x0c, 0x01, 0x9e, 0, 0, 0, 0, 1, 0, 0, 0];
         assert_eq!(sense_of(&run(&mut t, 1, &sa_needed, &[])), (5, 0x24, 0));
+    }
+
+    #[test]
+    fn extended_copy_plans_and_reports() {
+        let mut t = target();
+        let _ = run(&mut t, 1, &[0u8; 6], &[]);
+        // VPD 0x8F is listed, INQUIRY says 3PC.
+        let Action::Respond(r) = run(&mut t, 1, &[0x12, 1, 0, 0, 64, 0], &[]) else {
+            panic!()
+        };
+        assert!(r.data[4..].contains(&0x8f));
+        let Action::Respond(r) = run(&mut t, 1, &[0x12, 0, 0, 0, 36, 0], &[]) else {
+            panic!()
+        };
+        assert_eq!(r.data[5] & 0x08, 0x08);
+        let mut list = vec![0u8; 16];
+        list[0] = 9;
+        list[3] = 32;
+        list[11] = 28;
+        let mut cscd = vec![0u8; 32];
+        cscd[0] = 0xe4;
+        cscd[4..16].copy_from_slice(&inquiry::naa_designator(&t.lus[&1].cfg));
+        cscd[30] = 0x02;
+        list.extend(cscd);
+        let mut seg = vec![0u8; 28];
+        seg[0] = 0x02;
+        seg[3] = 24;
+        seg[11] = 4; // 4 blocks from LBA 0 to LBA 8
+        seg[27] = 8;
+        list.extend(seg);
+        let mut cdb = [0u8; 16];
+        cdb[0] = 0x83;
+        cdb[10..14].copy_from_slice(&(list.len() as u32).to_be_bytes());
+        assert_eq!(t.data_out_len(1, &cdb), list.len() as u64);
+        let Action::Copy(plan) = run(&mut t, 1, &cdb, &list) else {
+            panic!("a copy plan")
+        };
+        assert_eq!(plan.segments.len(), 1);
+        assert_eq!(plan.segments[0].dst_offset, 8 * 512);
+        let rcr = [0x84, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0];
+        let Action::Respond(r) = run(&mut t, 1, &rcr, &[]) else {
+            panic!()
+        };
+        assert_eq!(r.data[4], 0x00, "in progress");
+        let done = t.complete_copy(N, 1, &plan, CopyOutcome::Done { bytes: 2048 });
+        assert_eq!(done.status, ScsiStatus::Good);
+        let Action::Respond(r) = run(&mut t, 1, &rcr, &[]) else {
+            panic!()
+        };
+        assert_eq!((r.data[4], r.data[10]), (0x01, 0x08));
+        // An unknown RECEIVE COPY RESULTS service action is a bad CDB field.
+        let bad = [0x84, 0x07, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0];
+        assert_eq!(sense_of(&run(&mut t, 1, &bad, &[])), (5, 0x24, 0));
     }
 }

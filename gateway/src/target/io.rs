@@ -70,6 +70,7 @@ impl TargetThread {
                 len,
                 alloc_len,
             } => self.lba_status(t, offset, len, alloc_len),
+            Action::Copy(plan) => self.start_copy(t, plan),
         }
     }
 
@@ -347,6 +348,9 @@ impl TargetThread {
     }
 
     pub(super) fn on_read(&mut self, t: usize, result: Result<usize, Errno>, buf: IoBuf) {
+        if self.tasks[t].pending == Pending::Copy {
+            return self.on_copy_read(t, result, buf);
+        }
         if self.tasks[t].aborted {
             return self.drop_aborted(t, Some(buf));
         }
@@ -384,6 +388,9 @@ impl TargetThread {
     pub(super) fn on_written(&mut self, t: usize, result: Result<usize, Errno>, buf: IoBuf) {
         if self.tasks[t].pending == Pending::Provision {
             return self.on_write_same_step(t, result, buf);
+        }
+        if self.tasks[t].pending == Pending::Copy {
+            return self.on_copy_written(t, result, buf);
         }
         if self.tasks[t].aborted {
             return self.drop_aborted(t, Some(buf));

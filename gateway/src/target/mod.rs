@@ -4,6 +4,7 @@
 
 pub mod aptpl;
 mod conn;
+mod copy;
 mod curve_io;
 mod io;
 pub mod liveness;
@@ -347,9 +348,10 @@ impl TargetThread {
     fn drop_retired(&mut self) {
         let tasks = &self.tasks;
         self.retired.retain(|(lun, _)| {
-            tasks
-                .iter()
-                .any(|(_, t)| t.lun == *lun && t.pending != task::Pending::DataOut)
+            tasks.iter().any(|(_, t)| {
+                let uses = t.lun == *lun || t.copy.as_ref().is_some_and(|c| c.touches(*lun));
+                uses && t.pending != task::Pending::DataOut
+            })
         });
     }
 

@@ -61,6 +61,8 @@ pub(crate) enum Pending {
     Compare { len: u32 },
     /// Deallocating or writing in steps (UNMAP, WRITE SAME); the task's `job` says what.
     Provision,
+    /// Copying between LUs in steps (EXTENDED COPY); the task's `copy` says what.
+    Copy,
 }
 
 /// One SCSI command in flight.
@@ -103,6 +105,8 @@ pub(crate) struct Task {
     pub started: std::time::Instant,
     /// The UNMAP or WRITE SAME in progress (Pending::Provision).
     pub job: Option<Box<super::provisioning::Job>>,
+    /// The EXTENDED COPY in progress (Pending::Copy).
+    pub copy: Option<Box<super::copy::CopyJob>>,
 }
 
 impl TargetThread {
@@ -174,6 +178,7 @@ impl TargetThread {
             io_len: 0,
             started: std::time::Instant::now(),
             job: None,
+            copy: None,
         };
         if cmd.write && cmd.expected_len > 0 {
             let over_budget = self.data_out_bytes + cmd.expected_len as usize > DATA_OUT_BYTES_MAX;
