@@ -109,3 +109,29 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
     }
 }
+
+/// The user ID of the process at the other end of a connected Unix socket (SO_PEERCRED), as
+/// the kernel recorded it when the peer connected.
+pub fn peer_uid(fd: BorrowedFd<'_>) -> std::io::Result<u32> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` is a live, writable ucred and `len` holds its exact size, which is what
+    // SO_PEERCRED writes; `fd` is an open descriptor borrowed for the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(cred.uid)
+}

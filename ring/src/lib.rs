@@ -24,7 +24,7 @@ mod thread;
 
 pub use chain::{BufHandle, SendChain};
 pub use error::{Errno, RingError};
-pub use fileinfo::{allocation_at, direct_io_alignment, Allocation, DirectAlign};
+pub use fileinfo::{allocation_at, direct_io_alignment, peer_uid, Allocation, DirectAlign};
 pub use iobuf::IoBuf;
 pub use mailbox::{mailbox, Mailbox, MailboxClosed, MailboxSender};
 pub use op::OpId;

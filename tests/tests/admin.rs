@@ -383,7 +383,8 @@ fn tgt_admin_applies_and_dumps_a_config() {
     assert_eq!(r.data[6] & 0x04, 0, "WCE off: {:02x?}", r.data);
 }
 
-/// Management changes on one target never disturb I/O on another.
+/// Management changes on targets 2..20 never disturb I/O on target 1, and leave no thread
+/// or file descriptor behind.
 #[test]
 fn changes_are_live_and_leave_other_targets_alone() {
     let d = Daemon::start(
@@ -395,6 +396,18 @@ fn changes_are_live_and_leave_other_targets_alone() {
         .and_then(|f| f.set_len(16 * MIB))
         .expect("create a LUN file");
     let img = img.to_str().expect("UTF-8 path").to_string();
+    let pid = d.pid();
+    let count = |what: &str| {
+        std::fs::read_dir(format!("/proc/{pid}/{what}"))
+            .expect("the daemon's /proc entry")
+            .count()
+    };
+    let (threads0, fds0) = (count("task"), count("fd"));
+    let adm = |args: &[&str]| {
+        let mut full = vec!["--lld", "iscsi"];
+        full.extend_from_slice(args);
+        d.tgtadm(&full)
+    };
     std::thread::scope(|scope| {
         let io = scope.spawn(|| {
             d.fio(
@@ -406,61 +419,98 @@ fn changes_are_live_and_leave_other_targets_alone() {
                     "--iodepth=16",
                     "--size=64m",
                     "--verify=crc32c",
-                    "--runtime=4",
+                    "--runtime=6",
                     "--time_based",
                 ],
             )
         });
         let mut rounds = 0;
-        while !io.is_finished() {
-            let iqn = format!("{IQN}-{rounds}");
-            d.tgtadm(&[
-                "--lld", "iscsi", "--op", "new", "--mode", "target", "--tid", "9", "-T", &iqn,
+        while !io.is_finished() || rounds == 0 {
+            for tid in 2..=20 {
+                let (t, iqn) = (tid.to_string(), format!("{IQN}-{rounds}-{tid}"));
+                adm(&["--op", "new", "--mode", "target", "--tid", &t, "-T", &iqn]);
+                adm(&[
+                    "--op",
+                    "new",
+                    "--mode",
+                    "logicalunit",
+                    "--tid",
+                    &t,
+                    "--lun",
+                    "1",
+                    "-b",
+                    &img,
+                ]);
+                adm(&["--op", "bind", "--mode", "target", "--tid", &t, "-I", "ALL"]);
+                adm(&[
+                    "--op",
+                    "update",
+                    "--mode",
+                    "logicalunit",
+                    "--tid",
+                    &t,
+                    "--lun",
+                    "1",
+                    "--params",
+                    "vendor_id=CHURN",
+                ]);
+            }
+            // A session on target 2, then a forced delete under it.
+            let iqn2 = format!("{IQN}-{rounds}-2");
+            let mut holder = Command::new("iscsi-perf")
+                .args(["-i", "iqn.2026-11.io.gateway.test:holder"])
+                .arg(url(&d, &iqn2, 1))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("start iscsi-perf");
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while !adm(&["--op", "show", "--mode", "conn", "--tid", "2"]).contains("holder") {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no session on target 2"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            adm(&["--op", "show", "--mode", "target"]);
+            adm(&[
+                "--op", "delete", "--mode", "target", "--tid", "2", "--force",
             ]);
-            d.tgtadm(&[
-                "--lld",
-                "iscsi",
-                "--op",
-                "new",
-                "--mode",
-                "logicalunit",
-                "--tid",
-                "9",
-                "--lun",
-                "1",
-                "-b",
-                &img,
-            ]);
-            d.tgtadm(&[
-                "--lld", "iscsi", "--op", "bind", "--mode", "target", "--tid", "9", "-I", "ALL",
-            ]);
-            d.tgtadm(&[
-                "--lld",
-                "iscsi",
-                "--op",
-                "update",
-                "--mode",
-                "target",
-                "--tid",
-                "1",
-                "-n",
-                "MaxBurstLength",
-                "-v",
-                "262144",
-            ]);
-            d.tgtadm(&["--lld", "iscsi", "--op", "show", "--mode", "target"]);
-            d.tgtadm(&[
-                "--lld", "iscsi", "--op", "delete", "--mode", "target", "--tid", "9",
-            ]);
+            for tid in 3..=20 {
+                adm(&[
+                    "--op",
+                    "delete",
+                    "--mode",
+                    "logicalunit",
+                    "--tid",
+                    &tid.to_string(),
+                    "--lun",
+                    "1",
+                ]);
+                adm(&[
+                    "--op",
+                    "delete",
+                    "--mode",
+                    "target",
+                    "--tid",
+                    &tid.to_string(),
+                ]);
+            }
+            let _ = holder.kill();
+            let _ = holder.wait();
             rounds += 1;
         }
         let out = io.join().expect("fio thread");
         assert!(out.stdout.contains("err= 0"), "{}", out.stdout);
-        assert!(
-            rounds >= 3,
-            "only {rounds} rounds of changes ran during the I/O"
-        );
     });
+    // Every deleted target's thread is joined and its fds closed (with a short wait for the
+    // last session's socket to go).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while (count("task"), count("fd")) != (threads0, fds0) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(count("task"), threads0, "threads leaked");
+    assert_eq!(count("fd"), fds0, "file descriptors leaked");
 }
 
 /// gatewayadm takes tgtadm's options and gives its answers; accounts and portals.
@@ -563,4 +613,200 @@ fn system_delete_stops_the_daemon() {
     ]);
     d.tgtadm(&["--op", "delete", "--mode", "system"]);
     assert!(d.wait_exit(Duration::from_secs(10)), "gatewayd still runs");
+}
+
+/// A malformed request, or one from a user other than the daemon's, gets an error reply; the
+/// daemon goes on serving.
+#[test]
+fn bad_requests_and_strangers_get_an_error() {
+    use std::io::{Read, Write};
+    let d = Daemon::start(
+        "admin-bad",
+        &[TargetSpec::new(vec![LunSpec::new(16 * MIB)])],
+    );
+    let path = d.admin_socket_base().with_extension("0");
+    let ask = |bytes: &[u8]| {
+        let mut s = std::os::unix::net::UnixStream::connect(&path).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(bytes).unwrap();
+        let mut reply = [0u8; 8];
+        s.read_exact(&mut reply).expect("an error reply");
+        u32::from_ne_bytes(reply[..4].try_into().unwrap())
+    };
+    // A length below the header size, an unknown mode, a body of garbage.
+    let mut header = [0u8; 120];
+    header[72..76].copy_from_slice(&10u32.to_ne_bytes());
+    assert_ne!(ask(&header), 0);
+    let mut header = [0u8; 120];
+    header[0..4].copy_from_slice(&99u32.to_ne_bytes());
+    header[72..76].copy_from_slice(&120u32.to_ne_bytes());
+    assert_ne!(ask(&header), 0);
+    let mut req = [0u8; 124];
+    req[0..4].copy_from_slice(&1u32.to_ne_bytes());
+    req[4..8].copy_from_slice(&5u32.to_ne_bytes());
+    req[72..76].copy_from_slice(&124u32.to_ne_bytes());
+    req[76..80].copy_from_slice(&1i32.to_ne_bytes());
+    req[120..124].copy_from_slice(&[0xff, 0xfe, 0x3d, 0xff]);
+    assert_ne!(ask(&req), 0);
+    // A user other than root.
+    let stranger = run(
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "tgtadm"])
+            .args([
+                "--lld", "iscsi", "--op", "delete", "--mode", "target", "--tid", "1",
+            ])
+            .env("TGT_IPC_SOCKET", d.admin_socket_base()),
+        Duration::from_secs(20),
+    );
+    assert_eq!(
+        stranger.code,
+        Some(22),
+        "{}{}",
+        stranger.stdout,
+        stranger.stderr
+    );
+    assert!(
+        stranger.stderr.contains("tgtadm: invalid request"),
+        "{}",
+        stranger.stderr
+    );
+    // Still serving, and target 1 was not deleted.
+    let show = d.tgtadm(&["--lld", "iscsi", "--op", "show", "--mode", "target"]);
+    assert!(show.contains(&d.targets[0]), "{show}");
+    assert!(inq(&d.url(0, 1), &[]).ok());
+}
+
+/// The same sequence of requests through tgtadm and through gatewayadm, against two daemons
+/// set up alike, prints the same text and exits with the same codes.
+#[test]
+fn gatewayadm_and_tgtadm_answer_alike() {
+    let shared = gw_tests::TempDir::new("admin-alike-img");
+    let img = shared.0.join("lun.img");
+    std::fs::File::create(&img)
+        .and_then(|f| f.set_len(16 * MIB))
+        .expect("create a LUN file");
+    let img = img.to_str().expect("UTF-8 path").to_string();
+    let sequence: Vec<Vec<&str>> = vec![
+        vec!["--op", "new", "--mode", "target", "--tid", "3", "-T", IQN],
+        vec!["--op", "new", "--mode", "target", "--tid", "3", "-T", IQN],
+        vec![
+            "--op",
+            "new",
+            "--mode",
+            "logicalunit",
+            "--tid",
+            "3",
+            "--lun",
+            "1",
+            "-b",
+            &img,
+        ],
+        vec![
+            "--op",
+            "new",
+            "--mode",
+            "logicalunit",
+            "--tid",
+            "3",
+            "--lun",
+            "1",
+            "-b",
+            &img,
+        ],
+        vec![
+            "--op",
+            "bind",
+            "--mode",
+            "target",
+            "--tid",
+            "3",
+            "-I",
+            "10.0.0.0/8",
+        ],
+        vec![
+            "--op", "bind", "--mode", "target", "--tid", "3", "-Q", "iqn.x:y",
+        ],
+        vec![
+            "--op",
+            "unbind",
+            "--mode",
+            "target",
+            "--tid",
+            "3",
+            "-I",
+            "192.168.0.1",
+        ],
+        vec![
+            "--op",
+            "new",
+            "--mode",
+            "account",
+            "--user",
+            "u1",
+            "--password",
+            "0123456789abc",
+        ],
+        vec![
+            "--op", "bind", "--mode", "account", "--tid", "3", "--user", "u1",
+        ],
+        vec![
+            "--op", "bind", "--mode", "account", "--tid", "3", "--user", "nobody",
+        ],
+        vec!["--op", "show", "--mode", "account"],
+        vec!["--op", "show", "--mode", "target"],
+        vec!["--op", "show", "--mode", "target", "--tid", "3"],
+        vec!["--op", "show", "--mode", "target", "--tid", "9"],
+        vec![
+            "--op",
+            "update",
+            "--mode",
+            "target",
+            "--tid",
+            "3",
+            "-n",
+            "MaxBurstLength",
+            "-v",
+            "1",
+        ],
+        vec![
+            "--op",
+            "delete",
+            "--mode",
+            "logicalunit",
+            "--tid",
+            "3",
+            "--lun",
+            "7",
+        ],
+        vec!["--op", "delete", "--mode", "target", "--tid", "3"],
+        vec!["--op", "delete", "--mode", "target"],
+        vec!["--mode", "target"],
+        vec!["--op", "show", "--mode", "lld"],
+    ];
+    let run_all = |program: &str, tag: &str| {
+        let d = Daemon::start(tag, &[TargetSpec::new(vec![LunSpec::new(16 * MIB)])]);
+        sequence
+            .iter()
+            .map(|args| {
+                let mut full = vec!["--lld", "iscsi"];
+                full.extend_from_slice(args);
+                let out = d.admin(program, &full);
+                // The first target's name and file differ between the two daemons.
+                let local = |t: &str| {
+                    t.replace(&d.targets[0], "TARGET1")
+                        .replace(&d.dir.0.display().to_string(), "DIR")
+                };
+                (args.join(" "), out.code, local(&out.stdout), out.stderr)
+            })
+            .collect::<Vec<_>>()
+    };
+    let by_tgtadm = run_all("tgtadm", "admin-alike");
+    let by_gatewayadm = run_all("gatewayadm", "admin-alike");
+    for (a, b) in by_tgtadm.iter().zip(&by_gatewayadm) {
+        assert_eq!(a, b, "tgtadm and gatewayadm differ");
+    }
+    assert!(
+        by_tgtadm.iter().any(|r| r.1 == Some(22)),
+        "the sequence has refusals"
+    );
 }

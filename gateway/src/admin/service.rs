@@ -95,7 +95,8 @@ pub struct AdminSocket {
 
 impl AdminSocket {
     /// Locks `<socket>.lock` (as tgtd does, so two daemons never share a control port) and
-    /// listens on the socket, readable and writable by the owner only.
+    /// listens on the socket. Anyone may connect; only the daemon's own user (root) is served,
+    /// by the peer credentials of each connection, and others get an error reply.
     pub fn bind(control_port: u16) -> Result<AdminSocket, AdminSocketError> {
         let path = socket_path(control_port);
         let io = |path: &PathBuf| {
@@ -139,7 +140,7 @@ impl AdminSocket {
             Err(e) => return Err(io(&path)(e)),
         }
         let listener = UnixListener::bind(&path).map_err(io(&path))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))
             .map_err(io(&path))?;
         Ok(AdminSocket {
             listener,
@@ -151,6 +152,12 @@ impl AdminSocket {
 
 // The socket file stays when the daemon exits, as tgtd's does: tgtadm waits after
 // `system delete` until connecting is refused, and a missing file would never refuse.
+
+/// The daemon's effective user ID (the owner of /proc/self), the only one it serves.
+fn daemon_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map_or(0, |m| m.uid())
+}
 
 /// The connection of a pending request made by the daemon itself (a reload).
 pub(crate) const NO_CONN: usize = usize::MAX;
@@ -167,6 +174,8 @@ pub(crate) struct AdminConn {
     closing: bool,
     /// `system delete`: stop the daemon once the answer has left.
     shutdown_after: bool,
+    /// The client's user ID (SO_PEERCRED), when the kernel told it.
+    peer_uid: Option<u32>,
 }
 
 /// A request waiting for target threads.
@@ -275,6 +284,7 @@ impl Mgmt {
             return;
         }
         let raw = fd.as_raw_fd();
+        let peer_uid = gw_uring::peer_uid(std::os::fd::AsFd::as_fd(&fd)).ok();
         let c = self.admin_conns.insert(AdminConn {
             fd,
             input: Vec::new(),
@@ -283,6 +293,7 @@ impl Mgmt {
             answered: false,
             closing: false,
             shutdown_after: false,
+            peer_uid,
         });
         match self.ring.recv_multi(raw, Token::AdminRecv(c).encode()) {
             Ok(op) => self.admin_conns[c].recv = Some(op),
@@ -319,7 +330,9 @@ impl Mgmt {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!("admin socket: bad request: {e}");
-                self.admin_close(c);
+                conn.answered = true;
+                conn.input = Vec::new();
+                self.admin_reply(c, Err(AdmErr::InvalidRequest));
                 return;
             }
         };
@@ -329,7 +342,17 @@ impl Mgmt {
         conn.answered = true;
         let req = Request::decode(&header, &conn.input[REQ_BYTES..REQ_BYTES + body_len]);
         conn.input = Vec::new();
+        let own_uid = daemon_uid();
         match req {
+            Ok(req) if self.admin_conns[c].peer_uid != Some(own_uid) => {
+                tracing::warn!(
+                    peer_uid = ?self.admin_conns[c].peer_uid,
+                    mode = ?req.mode,
+                    op = ?req.op,
+                    "admin request refused: only user {own_uid} may manage gatewayd"
+                );
+                self.admin_reply(c, Err(AdmErr::InvalidRequest));
+            }
             Ok(req) => self.admin_run(c, req),
             Err(e) => {
                 tracing::warn!("admin socket: bad request: {e}");
