@@ -90,26 +90,6 @@ pub fn allocation_at(fd: BorrowedFd<'_>, offset: u64) -> std::io::Result<Option<
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::fd::AsFd;
-
-    #[test]
-    fn reports_or_declines_without_error() {
-        let path = std::env::temp_dir().join(format!("gw-statx-{}", std::process::id()));
-        let f = std::fs::File::create(&path).unwrap();
-        let a = direct_io_alignment(f.as_fd()).unwrap();
-        if let Some(a) = a {
-            assert!(
-                a.offset_bytes.is_power_of_two() && a.mem_bytes.is_power_of_two(),
-                "{a:?}"
-            );
-        }
-        std::fs::remove_file(&path).unwrap();
-    }
-}
-
 /// The user ID of the process at the other end of a connected Unix socket (SO_PEERCRED), as
 /// the kernel recorded it when the peer connected.
 pub fn peer_uid(fd: BorrowedFd<'_>) -> std::io::Result<u32> {
@@ -134,4 +114,24 @@ pub fn peer_uid(fd: BorrowedFd<'_>) -> std::io::Result<u32> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(cred.uid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn reports_or_declines_without_error() {
+        let path = std::env::temp_dir().join(format!("gw-statx-{}", std::process::id()));
+        let f = std::fs::File::create(&path).unwrap();
+        let a = direct_io_alignment(f.as_fd()).unwrap();
+        if let Some(a) = a {
+            assert!(
+                a.offset_bytes.is_power_of_two() && a.mem_bytes.is_power_of_two(),
+                "{a:?}"
+            );
+        }
+        std::fs::remove_file(&path).unwrap();
+    }
 }
