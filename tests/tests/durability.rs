@@ -82,8 +82,10 @@ fn acknowledged_writes_survive_sigkill() {
         "durability",
         &[TargetSpec::new(vec![LunSpec::new(16 * MIB)])],
     );
-    // Pseudo-random kill delays, the same every run.
-    let delays_ms = [7u64, 31, 3, 55, 18, 90];
+    // Twenty pseudo-random kill points in a row, the same every run.
+    let delays_ms = [
+        7u64, 31, 3, 55, 18, 90, 12, 44, 1, 67, 25, 9, 80, 36, 15, 5, 59, 22, 41, 73,
+    ];
     let mut checked = 0;
     for (round, &delay) in delays_ms.iter().enumerate() {
         let round = round as u32 + 1;

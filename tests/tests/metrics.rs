@@ -39,6 +39,34 @@ fn counters_follow_fio_totals() {
         &["--metrics", "127.0.0.1:0"],
     );
     let addr = d.metrics.expect("the daemon printed its metrics address");
+    // During a run the counters move: scraped while fio writes, the written bytes grow.
+    std::thread::scope(|scope| {
+        let job = scope.spawn(|| {
+            d.fio(
+                0,
+                1,
+                &[
+                    "--rw=randwrite",
+                    "--bs=4k",
+                    "--size=8m",
+                    "--iodepth=4",
+                    "--runtime=3",
+                    "--time_based",
+                ],
+            )
+        });
+        let mut seen = Vec::new();
+        while !job.is_finished() {
+            seen.push(value(&scrape(addr), "gateway_written_bytes_total"));
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        job.join().expect("fio thread");
+        assert!(
+            seen.windows(2).filter(|w| w[1] > w[0]).count() >= 2,
+            "written bytes did not grow during the run: {seen:?}"
+        );
+    });
+    // fio's session ends asynchronously; the totals below are deltas, so that is harmless.
     let before = scrape(addr);
     // 8 MiB of 4 KiB random reads, then 4 MiB of 64 KiB sequential writes.
     d.fio(

@@ -270,6 +270,7 @@ impl TargetThread {
             .ring
             .watch_eventfd(self.curve_sink.eventfd(), Token::Curve.encode())
             .expect("a fresh ring has room for the Curve sink watch");
+        let _span = tracing::info_span!("target", tid = self.tid).entered();
         let mut completions = Vec::with_capacity(256);
         for lun in self.scsi.luns() {
             self.restore_reservations(lun);
