@@ -35,6 +35,33 @@ fn session(d: &Daemon, isid_tail: u8) -> RawSession {
     panic!("TEST UNIT READY never succeeded");
 }
 
+/// Runs `body` while fio does verified random writes on another part of the same LU (its
+/// own session), and fails unless fio ends with no error and no mismatch.
+fn beside_fio_verify(d: &Daemon, body: impl FnOnce()) {
+    std::thread::scope(|scope| {
+        let fio = scope.spawn(|| {
+            d.fio(
+                0,
+                1,
+                &[
+                    "--rw=randwrite",
+                    "--bs=4k",
+                    "--iodepth=8",
+                    "--offset=1m",
+                    "--size=8m",
+                    "--verify=crc32c",
+                    "--verify_fatal=1",
+                    "--runtime=6",
+                    "--time_based",
+                ],
+            )
+        });
+        body();
+        let out = fio.join().expect("fio thread");
+        assert!(out.stdout.contains("err= 0"), "{}", out.stdout);
+    });
+}
+
 /// A write and read-back on a healthy session: it must keep working through everything.
 fn still_serving(good: &mut RawSession, round: u8) {
     let data: Vec<u8> = (0..8192).map(|i| (i as u8) ^ round).collect();
@@ -80,148 +107,152 @@ fn login_request(data_len: u32) -> Bhs {
 #[test]
 fn broken_logins_are_refused_or_dropped() {
     let d = daemon("hostile-login");
-    let mut good = session(&d, 1);
+    beside_fio_verify(&d, || {
+        let mut good = session(&d, 1);
 
-    // Half a PDU, then silence: the login deadline closes it.
-    let mut s = TcpStream::connect(d.portal).unwrap();
-    s.write_all(&[0x43, 0x87, 0, 0, 0, 0, 0, 10]).unwrap();
-    assert!(
-        closed_within(&mut s, Duration::from_secs(10)),
-        "stalled login closed"
-    );
-    still_serving(&mut good, 1);
-
-    // A 64 KiB value, and thousands of keys.
-    for body in [
-        {
-            let mut t = Vec::new();
-            text::push(&mut t, "InitiatorName", &"x".repeat(64 << 10));
-            t
-        },
-        (0..4000)
-            .flat_map(|i| format!("X-k{i}=v\0").into_bytes())
-            .collect(),
-    ] {
+        // Half a PDU, then silence: the login deadline closes it.
         let mut s = TcpStream::connect(d.portal).unwrap();
-        let bhs = login_request(body.len() as u32);
-        let mut wire = bhs.0.to_vec();
-        wire.extend_from_slice(&body);
-        wire.resize(
-            wire.len() + gateway::iscsi::digest::pad_bytes(body.len()),
-            0,
-        );
-        let _ = s.write_all(&wire);
+        s.write_all(&[0x43, 0x87, 0, 0, 0, 0, 0, 10]).unwrap();
         assert!(
             closed_within(&mut s, Duration::from_secs(10)),
-            "oversized login text refused"
+            "stalled login closed"
         );
-    }
-    still_serving(&mut good, 2);
+        still_serving(&mut good, 1);
 
-    // A full-feature PDU before any login.
-    let mut s = TcpStream::connect(d.portal).unwrap();
-    let mut b = Bhs::default();
-    b.0[0] = 0x01;
-    s.write_all(&b.0).unwrap();
-    assert!(
-        closed_within(&mut s, Duration::from_secs(10)),
-        "SCSI command during login refused"
-    );
-    still_serving(&mut good, 3);
+        // A 64 KiB value, and thousands of keys.
+        for body in [
+            {
+                let mut t = Vec::new();
+                text::push(&mut t, "InitiatorName", &"x".repeat(64 << 10));
+                t
+            },
+            (0..4000)
+                .flat_map(|i| format!("X-k{i}=v\0").into_bytes())
+                .collect(),
+        ] {
+            let mut s = TcpStream::connect(d.portal).unwrap();
+            let bhs = login_request(body.len() as u32);
+            let mut wire = bhs.0.to_vec();
+            wire.extend_from_slice(&body);
+            wire.resize(
+                wire.len() + gateway::iscsi::digest::pad_bytes(body.len()),
+                0,
+            );
+            let _ = s.write_all(&wire);
+            assert!(
+                closed_within(&mut s, Duration::from_secs(10)),
+                "oversized login text refused"
+            );
+        }
+        still_serving(&mut good, 2);
+
+        // A full-feature PDU before any login.
+        let mut s = TcpStream::connect(d.portal).unwrap();
+        let mut b = Bhs::default();
+        b.0[0] = 0x01;
+        s.write_all(&b.0).unwrap();
+        assert!(
+            closed_within(&mut s, Duration::from_secs(10)),
+            "SCSI command during login refused"
+        );
+        still_serving(&mut good, 3);
+    });
 }
 
 #[test]
 fn broken_full_feature_pdus_get_rejects_or_drops() {
     let d = daemon("hostile-ff");
-    let mut good = session(&d, 1);
+    beside_fio_verify(&d, || {
+        let mut good = session(&d, 1);
 
-    // An opcode no initiator may send: Reject (command not supported), session goes on.
-    let mut bad = session(&d, 2);
-    let mut b = Bhs::default();
-    b.0[0] = 0x1c;
-    b.0[1] = 0x80;
-    bad.send(&b, &[]).unwrap();
-    let r = bad.recv().unwrap();
-    assert_eq!(
-        (r.bhs.raw_opcode(), r.bhs.0[2]),
-        (0x3f, pdu::REJECT_COMMAND_NOT_SUPPORTED)
-    );
-    assert_eq!(bad.scsi(1, &[0; 6], &[], 0).unwrap().status, 0);
+        // An opcode no initiator may send: Reject (command not supported), session goes on.
+        let mut bad = session(&d, 2);
+        let mut b = Bhs::default();
+        b.0[0] = 0x1c;
+        b.0[1] = 0x80;
+        bad.send(&b, &[]).unwrap();
+        let r = bad.recv().unwrap();
+        assert_eq!(
+            (r.bhs.raw_opcode(), r.bhs.0[2]),
+            (0x3f, pdu::REJECT_COMMAND_NOT_SUPPORTED)
+        );
+        assert_eq!(bad.scsi(1, &[0; 6], &[], 0).unwrap().status, 0);
 
-    // Data-Out for a task that does not exist: Reject, session goes on.
-    let d_out = DataOut {
-        final_: true,
-        lun: pdu::lun_to_wire(1),
-        itt: 0xdead,
-        ttt: 0xffff_ffff,
-        exp_statsn: bad.exp_statsn(),
-        datasn: 0,
-        buffer_offset: 0,
-    };
-    bad.send(&d_out.encode(512), &[0u8; 512]).unwrap();
-    let r = bad.recv().unwrap();
-    assert_eq!(
-        (r.bhs.raw_opcode(), r.bhs.0[2]),
-        (0x3f, pdu::REJECT_INVALID_PDU_FIELD)
-    );
-    assert_eq!(bad.scsi(1, &[0; 6], &[], 0).unwrap().status, 0);
-    still_serving(&mut good, 1);
+        // Data-Out for a task that does not exist: Reject, session goes on.
+        let d_out = DataOut {
+            final_: true,
+            lun: pdu::lun_to_wire(1),
+            itt: 0xdead,
+            ttt: 0xffff_ffff,
+            exp_statsn: bad.exp_statsn(),
+            datasn: 0,
+            buffer_offset: 0,
+        };
+        bad.send(&d_out.encode(512), &[0u8; 512]).unwrap();
+        let r = bad.recv().unwrap();
+        assert_eq!(
+            (r.bhs.raw_opcode(), r.bhs.0[2]),
+            (0x3f, pdu::REJECT_INVALID_PDU_FIELD)
+        );
+        assert_eq!(bad.scsi(1, &[0; 6], &[], 0).unwrap().status, 0);
+        still_serving(&mut good, 1);
 
-    // A data segment longer than the target declared: the connection is dropped.
-    let mut huge = Bhs::default();
-    huge.0[0] = 0x00;
-    huge.0[1] = 0x80;
-    huge.set_data_segment_len(8 << 20);
-    bad.send_raw(&huge.0).unwrap();
-    bad.send_raw(&vec![0u8; 1 << 20]).ok();
-    assert!(
-        bad.recv().is_err(),
-        "oversized data segment ends the connection"
-    );
-    still_serving(&mut good, 2);
+        // A data segment longer than the target declared: the connection is dropped.
+        let mut huge = Bhs::default();
+        huge.0[0] = 0x00;
+        huge.0[1] = 0x80;
+        huge.set_data_segment_len(8 << 20);
+        bad.send_raw(&huge.0).unwrap();
+        bad.send_raw(&vec![0u8; 1 << 20]).ok();
+        assert!(
+            bad.recv().is_err(),
+            "oversized data segment ends the connection"
+        );
+        still_serving(&mut good, 2);
 
-    // Data-Out past the command's expected length: the connection is dropped.
-    let mut bad = session(&d, 3);
-    let itt = 0x77;
-    let mut cmd = pdu::ScsiCommand {
-        immediate: false,
-        final_: false,
-        read: false,
-        write: true,
-        attr: 1,
-        lun: pdu::lun_to_wire(1),
-        itt,
-        expected_len: 1024,
-        cmdsn: bad.take_cmdsn(),
-        exp_statsn: bad.exp_statsn(),
-        cdb: [0x2a, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0],
-    }
-    .encode();
-    cmd.set_data_segment_len(0);
-    bad.send(&cmd, &[]).unwrap();
-    let past = DataOut {
-        final_: true,
-        lun: pdu::lun_to_wire(1),
-        itt,
-        ttt: 0xffff_ffff,
-        exp_statsn: bad.exp_statsn(),
-        datasn: 0,
-        buffer_offset: 4096,
-    };
-    bad.send(&past.encode(512), &[0u8; 512]).unwrap();
-    assert!(
-        bad.recv().is_err(),
-        "Data-Out outside the buffer ends the connection"
-    );
-    still_serving(&mut good, 3);
+        // Data-Out past the command's expected length: the connection is dropped.
+        let mut bad = session(&d, 3);
+        let itt = 0x77;
+        let mut cmd = pdu::ScsiCommand {
+            immediate: false,
+            final_: false,
+            read: false,
+            write: true,
+            attr: 1,
+            lun: pdu::lun_to_wire(1),
+            itt,
+            expected_len: 1024,
+            cmdsn: bad.take_cmdsn(),
+            exp_statsn: bad.exp_statsn(),
+            cdb: [0x2a, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0],
+        }
+        .encode();
+        cmd.set_data_segment_len(0);
+        bad.send(&cmd, &[]).unwrap();
+        let past = DataOut {
+            final_: true,
+            lun: pdu::lun_to_wire(1),
+            itt,
+            ttt: 0xffff_ffff,
+            exp_statsn: bad.exp_statsn(),
+            datasn: 0,
+            buffer_offset: 4096,
+        };
+        bad.send(&past.encode(512), &[0u8; 512]).unwrap();
+        assert!(
+            bad.recv().is_err(),
+            "Data-Out outside the buffer ends the connection"
+        );
+        still_serving(&mut good, 3);
 
-    // A connection that drops mid-PDU frees its session: the same ISID logs in again.
-    let mut bad = session(&d, 4);
-    bad.send_raw(&[0x01, 0x80, 0, 0]).unwrap();
-    drop(bad);
-    let mut again = session(&d, 4);
-    still_serving(&mut again, 4);
-    still_serving(&mut good, 5);
+        // A connection that drops mid-PDU frees its session: the same ISID logs in again.
+        let mut bad = session(&d, 4);
+        bad.send_raw(&[0x01, 0x80, 0, 0]).unwrap();
+        drop(bad);
+        let mut again = session(&d, 4);
+        still_serving(&mut again, 4);
+        still_serving(&mut good, 5);
+    });
 }
 
 /// A peer that sends part of a PDU and then stalls, or dribbles the rest a byte at a time,
