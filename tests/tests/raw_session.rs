@@ -107,4 +107,14 @@ fn a_login_with_the_same_isid_reinstates_the_session() {
     let mut third = RawSession::login(d.portal, &d.targets[0], &other).unwrap();
     settle(&mut third);
     assert_eq!(second.scsi(1, &[0; 6], &[], 0).unwrap().status, 0);
+    // The operator's log has one line for it, naming the initiator and its address.
+    let log = d.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("session reinstated"))
+        .unwrap_or_else(|| panic!("no reinstatement line:\n{log}"));
+    assert!(
+        line.contains("initiator=") && line.contains("peer=127.0.0.1"),
+        "{line}"
+    );
 }

@@ -399,7 +399,7 @@ impl TargetThread {
         .encode();
         conn.queue_pdu(&bhs, &[]);
         if response == LOGOUT_OK {
-            tracing::info!(tid = self.tid, initiator = %conn.params.initiator_name, tsih = conn.tsih, "logout");
+            tracing::info!(tid = self.tid, initiator = %conn.params.initiator_name, peer = %conn.peer, tsih = conn.tsih, "logout");
             conn.close_after_send = true;
             conn.closing = true;
         }

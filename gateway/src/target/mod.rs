@@ -507,9 +507,12 @@ impl TargetThread {
                         .map(|(k, _)| k)
                         .collect();
                     for c in found {
+                        let old = &self.conns[c];
                         tracing::info!(
                             tid = self.tid,
                             tsih,
+                            initiator = %old.params.initiator_name,
+                            peer = %old.peer,
                             "session reinstated: closing the old one"
                         );
                         self.close_conn(c);
