@@ -183,86 +183,63 @@ impl TargetThread {
         }
     }
 
-    /// COMPARE AND WRITE, done synchronously on this thread: nothing else on the LU can run
-    /// between the compare and the write, which is the atomicity VMware's ATS relies on.
-    /// Its size is bounded (255 blocks), so the thread is held only briefly.
+    /// COMPARE AND WRITE: the compare and the write happen with nothing else on the LU in
+    /// between, which is the atomicity VMware's ATS relies on. Its size is bounded (255
+    /// blocks), so the thread is held only briefly.
     fn compare_and_write(&mut self, t: usize, offset: u64, len: u64, fua: bool) {
-        use std::os::unix::fs::FileExt;
         let lun = self.tasks[t].lun;
         if self.is_curve(lun) {
             return self.curve_refuse(t);
         }
         let len = len as usize;
-        let mut current = self.ring.alloc_buf(len);
-        current.set_len(len);
-        let task = &self.tasks[t];
-        let data = task
-            .buf
-            .as_ref()
-            .expect("the emulation checked the data-out length");
-        let (verify, write) = data.as_slice()[..2 * len].split_at(len);
-        let store = self
-            .stores
-            .get(&lun)
-            .expect("the emulation only writes LUNs with stores");
-        let outcome = match &store.backing.kind {
-            StoreKind::Null => {
-                current.as_mut_slice().fill(0);
-                Ok(())
+        let outcome = self.read_modify_write(t, offset, len, fua, |current, data| {
+            let (verify, write) = data[..2 * len].split_at(len);
+            if let Some(at) = current.iter().zip(verify).position(|(a, b)| a != b) {
+                return Some(at);
             }
-            StoreKind::File { file, .. } => file.read_exact_at(current.as_mut_slice(), offset),
-            StoreKind::Curve { .. } => unreachable!("refused above"),
-        }
-        .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
-        .and_then(|()| {
-            match current
-                .as_slice()
-                .iter()
-                .zip(verify)
-                .position(|(a, b)| a != b)
-            {
-                Some(at) => Ok(Some(at)),
-                None => {
-                    // Copy into the aligned buffer: O_DIRECT stores need aligned memory.
-                    current.as_mut_slice().copy_from_slice(write);
-                    match &store.backing.kind {
-                        StoreKind::Null => Ok(None),
-                        StoreKind::Curve { .. } => unreachable!("refused above"),
-                        StoreKind::File { file, .. } => file
-                            .write_all_at(current.as_slice(), offset)
-                            .and_then(|()| {
-                                if fua || !store.backing.write_cache {
-                                    file.sync_data()
-                                } else {
-                                    Ok(())
-                                }
-                            })
-                            .map(|()| None)
-                            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO)),
-                    }
-                }
-            }
+            // Copied into the aligned buffer: O_DIRECT stores need aligned memory.
+            current.copy_from_slice(write);
+            None
         });
-        self.ring.free_buf(current);
-        let outcome = match outcome {
-            Ok(None) => IoOutcome::Ok,
-            Ok(Some(at)) => IoOutcome::Miscompare { at: at as u64 },
-            Err(errno) => IoOutcome::Error(errno),
-        };
         let response = self.scsi.complete(lun, outcome);
         self.finish_task(t, response, None);
     }
 
-    /// ORWRITE, read-modify-write done synchronously on this thread, so no other command on
-    /// the LU runs between the read and the write (as COMPARE AND WRITE). Its size is bounded
-    /// by the LU's maximum transfer length.
+    /// ORWRITE, atomic per LU as COMPARE AND WRITE; its size is bounded by the LU's maximum
+    /// transfer length.
     fn or_write(&mut self, t: usize, offset: u64, len: u64, fua: bool) {
-        use std::os::unix::fs::FileExt;
         let lun = self.tasks[t].lun;
         if self.is_curve(lun) {
             return self.curve_refuse(t);
         }
-        let len = len as usize;
+        let outcome = self.read_modify_write(t, offset, len as usize, fua, |current, data| {
+            for (c, d) in current.iter_mut().zip(data) {
+                *c |= d;
+            }
+            None
+        });
+        if outcome == IoOutcome::Ok {
+            self.stats.written_bytes.fetch_add(len, Relaxed);
+        }
+        let response = self.scsi.complete(lun, outcome);
+        self.finish_task(t, response, None);
+    }
+
+    /// A read-modify-write of `len` bytes at `offset`, done synchronously on this thread so
+    /// that no other command on the LU runs between the read and the write. `modify` gets
+    /// the current bytes (zeros on a `null` store) and the task's data-out, and either turns
+    /// the bytes into what to write or returns where a compare failed (nothing is written).
+    /// Curve LUs are refused by the callers.
+    fn read_modify_write(
+        &mut self,
+        t: usize,
+        offset: u64,
+        len: usize,
+        fua: bool,
+        modify: impl FnOnce(&mut [u8], &[u8]) -> Option<usize>,
+    ) -> IoOutcome {
+        use std::os::unix::fs::FileExt;
+        let lun = self.tasks[t].lun;
         let mut current = self.ring.alloc_buf(len);
         current.set_len(len);
         let data = self.tasks[t]
@@ -273,35 +250,31 @@ impl TargetThread {
             .stores
             .get(&lun)
             .expect("the emulation only writes LUNs with stores");
-        let outcome = match &store.backing.kind {
-            StoreKind::Null => Ok(()),
-            StoreKind::Curve { .. } => unreachable!("refused above"),
-            StoreKind::File { file, .. } => file
-                .read_exact_at(current.as_mut_slice(), offset)
-                .and_then(|()| {
-                    for (c, d) in current.as_mut_slice().iter_mut().zip(data.as_slice()) {
-                        *c |= d;
-                    }
-                    file.write_all_at(current.as_slice(), offset)
-                })
-                .and_then(|()| {
-                    if fua || !store.backing.write_cache {
-                        file.sync_data()
-                    } else {
-                        Ok(())
-                    }
-                }),
-        };
-        self.ring.free_buf(current);
-        let outcome = match outcome {
-            Ok(()) => {
-                self.stats.written_bytes.fetch_add(len as u64, Relaxed);
-                IoOutcome::Ok
+        let result = (|| -> std::io::Result<Option<usize>> {
+            match &store.backing.kind {
+                StoreKind::Null => current.as_mut_slice().fill(0),
+                StoreKind::File { file, .. } => {
+                    file.read_exact_at(current.as_mut_slice(), offset)?
+                }
+                StoreKind::Curve { .. } => unreachable!("refused by the callers"),
             }
+            if let Some(at) = modify(current.as_mut_slice(), data.as_slice()) {
+                return Ok(Some(at));
+            }
+            if let StoreKind::File { file, .. } = &store.backing.kind {
+                file.write_all_at(current.as_slice(), offset)?;
+                if fua || !store.backing.write_cache {
+                    file.sync_data()?;
+                }
+            }
+            Ok(None)
+        })();
+        self.ring.free_buf(current);
+        match result {
+            Ok(None) => IoOutcome::Ok,
+            Ok(Some(at)) => IoOutcome::Miscompare { at: at as u64 },
             Err(e) => IoOutcome::Error(e.raw_os_error().unwrap_or(libc::EIO)),
-        };
-        let response = self.scsi.complete(lun, outcome);
-        self.finish_task(t, response, None);
+        }
     }
 
     fn start_flush(&mut self, t: usize) {

@@ -300,7 +300,6 @@ impl TargetThread {
                 panic!("target {}: io_uring submit failed: {e}", self.tid);
             }
             self.ring.reap(&mut completions);
-            self.stats.publish(self.ring.counters(), self.tasks.len());
             if completions.is_empty() {
                 if !polling {
                     busy_until = None;
@@ -315,6 +314,8 @@ impl TargetThread {
             for completion in completions.drain(..) {
                 self.dispatch(completion);
             }
+            // Counters change only when something completed: not on every polling turn.
+            self.stats.publish(self.ring.counters(), self.tasks.len());
         }
         assert_eq!(
             self.data_out_bytes, 0,
