@@ -18,6 +18,8 @@ mod reservation;
 mod sanitize;
 pub mod sense;
 mod target;
+#[cfg(test)]
+mod testing;
 mod xcopy;
 
 pub use lu::LuConfig;

@@ -304,36 +304,21 @@ impl Lu {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Command, LuConfig, NexusId, Target, TargetConfig};
+    use crate::testing::sense_of;
+    use crate::{Command, LuConfig, NexusId, Target};
 
     const N: NexusId = NexusId(1);
     const BLOCKS: u64 = 2048;
 
     fn target(thin: bool) -> Target {
-        let mut t = Target::new(TargetConfig {
-            tid: 1,
-            target_name: "iqn.2026-11.io.gateway:thin".into(),
-            relative_port_id: 1,
-            port_group_id: 1,
-        });
-        t.add_lu(LuConfig {
-            lun: 1,
-            block_size: 512,
-            blocks: BLOCKS,
-            vendor_id: "GATEWAY".into(),
-            product_id: "DISK".into(),
-            product_rev: "0001".into(),
-            serial: "sn1".into(),
-            device_id: None,
-            naa_id: 7,
-            readonly: false,
-            removable: false,
-            write_cache: true,
-            thin,
-            optimal_xfer_blocks: 128,
-            max_xfer_blocks: 32768,
-        })
-        .unwrap();
+        let mut t = crate::testing::target_with(
+            "thin",
+            LuConfig {
+                naa_id: 7,
+                thin,
+                ..crate::testing::disk()
+            },
+        );
         t.nexus_added(N, "iqn.2026-11.io.test:one,i,0x000000000001");
         // Consume the power-on unit attention.
         let _ = run(&mut t, &[0u8; 6], &[]);
@@ -347,14 +332,6 @@ mod tests {
             cdb,
             data_out,
         })
-    }
-
-    fn sense_of(a: &Action) -> (u8, u8, u8) {
-        let Action::Respond(r) = a else {
-            panic!("{a:?}")
-        };
-        let s = r.sense.as_ref().expect("sense");
-        (s[2] & 0xf, s[12], s[13])
     }
 
     fn data_of(a: Action) -> Vec<u8> {

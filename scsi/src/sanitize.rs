@@ -163,37 +163,26 @@ impl Lu {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Command, LuConfig, NexusId, Target, TargetConfig};
+    use crate::testing::sense_of;
+    use crate::{Command, LuConfig, NexusId, Target};
 
     const BS: usize = 512;
     const BLOCKS: u64 = 1024;
     const N: NexusId = NexusId(1);
 
     fn target() -> Target {
-        let mut t = Target::new(TargetConfig {
-            tid: 1,
-            target_name: "iqn.2026-11.io.gateway:sanitize".into(),
-            relative_port_id: 1,
-            port_group_id: 1,
-        });
-        t.add_lu(LuConfig {
-            lun: 1,
-            block_size: BS as u32,
-            blocks: BLOCKS,
-            vendor_id: "GATEWAY".into(),
-            product_id: "DISK".into(),
-            product_rev: "0001".into(),
-            serial: "sn1".into(),
-            device_id: None,
-            naa_id: 7,
-            readonly: false,
-            removable: false,
-            write_cache: true,
-            thin: true,
-            optimal_xfer_blocks: 8,
-            max_xfer_blocks: 1024,
-        })
-        .unwrap();
+        let mut t = crate::testing::target_with(
+            "sanitize",
+            LuConfig {
+                block_size: BS as u32,
+                blocks: BLOCKS,
+                naa_id: 7,
+                thin: true,
+                optimal_xfer_blocks: 8,
+                max_xfer_blocks: 1024,
+                ..crate::testing::disk()
+            },
+        );
         t.nexus_added(N, "iqn.2026-11.io.test:one,i,0x000000000001");
         let _ = run(&mut t, &[0u8; 6], &[]); // the power-on unit attention
         t
@@ -206,15 +195,6 @@ mod tests {
             cdb,
             data_out,
         })
-    }
-
-    /// Sense key, ASC and ASCQ of a CHECK CONDITION (fixed format).
-    fn sense_of(a: &Action) -> (u8, u8, u8) {
-        let Action::Respond(r) = a else {
-            panic!("{a:?}")
-        };
-        let s = r.sense.as_ref().expect("sense");
-        (s[2] & 0xf, s[12], s[13])
     }
 
     fn sanitize_cdb(flags: u8, list_len: u16) -> [u8; 10] {

@@ -827,30 +827,13 @@ mod tests {
     const N: NexusId = NexusId(1);
 
     fn target() -> Target {
-        let mut t = Target::new(TargetConfig {
-            tid: 1,
-            target_name: "iqn.2026-11.io.gateway:t".into(),
-            relative_port_id: 1,
-            port_group_id: 1,
-        });
-        t.add_lu(LuConfig {
-            lun: 1,
-            block_size: 512,
-            blocks: 2048,
-            vendor_id: "GATEWAY".into(),
-            product_id: "DISK".into(),
-            product_rev: "0001".into(),
-            serial: "sn1".into(),
-            device_id: None,
-            naa_id: 42,
-            readonly: false,
-            removable: true,
-            write_cache: true,
-            thin: false,
-            optimal_xfer_blocks: 128,
-            max_xfer_blocks: 32768,
-        })
-        .unwrap();
+        let mut t = crate::testing::target_with(
+            "t",
+            LuConfig {
+                removable: true,
+                ..crate::testing::disk()
+            },
+        );
         t.nexus_added(N, "iqn.2026-11.io.test:one,i,0x000000000001");
         t
     }

@@ -2,7 +2,7 @@
 
 use super::state::STATE_HEADER;
 use super::*;
-use crate::{Action, Command, LuConfig, ScsiStatus, Target, TargetConfig};
+use crate::{Action, Command, ScsiStatus, Target};
 
 const A: NexusId = NexusId(1);
 const B: NexusId = NexusId(2);
@@ -32,30 +32,7 @@ const RESERVE6: [u8; 6] = [0x16, 0, 0, 0, 0, 0];
 const RELEASE6: [u8; 6] = [0x17, 0, 0, 0, 0, 0];
 
 fn target() -> Target {
-    let mut t = Target::new(TargetConfig {
-        tid: 1,
-        target_name: "iqn.2026-11.io.gateway:t".into(),
-        relative_port_id: 1,
-        port_group_id: 1,
-    });
-    t.add_lu(LuConfig {
-        lun: 1,
-        block_size: 512,
-        blocks: 2048,
-        vendor_id: "GATEWAY".into(),
-        product_id: "DISK".into(),
-        product_rev: "0001".into(),
-        serial: "sn1".into(),
-        device_id: None,
-        naa_id: 42,
-        readonly: false,
-        removable: false,
-        write_cache: true,
-        thin: false,
-        optimal_xfer_blocks: 128,
-        max_xfer_blocks: 32768,
-    })
-    .unwrap();
+    let mut t = crate::testing::target_with("t", crate::testing::disk());
     for (n, p) in [(A, PORT_A), (B, PORT_B), (C, PORT_C), (O, PORT_O)] {
         t.nexus_added(n, p);
         drain_ua(&mut t, n);
