@@ -166,6 +166,73 @@ pub fn scsi_target(t: &TargetConf, stores: &[(u64, Backing, u32)]) -> gw_scsi::T
     scsi
 }
 
+/// The initiator-address rules of a configured target: as tgt-admin does, none given means
+/// every address may log in.
+pub(crate) fn acl_addresses(t: &TargetConf) -> Vec<String> {
+    if t.initiator_addresses.is_empty() {
+        vec!["ALL".to_string()]
+    } else {
+        t.initiator_addresses.clone()
+    }
+}
+
+/// Starts the thread of a target from the configuration (at start or on reload) and returns
+/// what the management thread keeps of it.
+pub(crate) fn start_configured_target(
+    t: &TargetConf,
+    stores: LunStores,
+    limits: TargetLimits,
+    cpu: Option<usize>,
+    nop: crate::target::liveness::Nop,
+    state_dir: Option<&Path>,
+    to_mgmt: gw_uring::MailboxSender<MgmtMsg>,
+) -> std::io::Result<TargetEntry> {
+    let scsi = scsi_target(t, &stores);
+    let lus: Vec<gw_scsi::LuConfig> = t
+        .luns
+        .iter()
+        .filter_map(|l| scsi.lu_status(l.lun).map(|s| s.cfg))
+        .collect();
+    let records: Vec<(u64, u64, bool)> = stores
+        .iter()
+        .map(|(lun, b, _)| (*lun, b.size_bytes, b.writable))
+        .collect();
+    let stats = Arc::new(TargetStats::default());
+    let handle = target::spawn(
+        TargetSetup {
+            tid: t.tid,
+            scsi,
+            stores,
+            cpu,
+            stats: stats.clone(),
+            pr_dir: state_dir.map(|d| target::aptpl::target_dir(d, &t.name)),
+            nop,
+        },
+        gw_uring::RingOptions::default(),
+        to_mgmt,
+    )?;
+    let mut entry = TargetEntry::new(t.tid, t.name.clone(), limits, handle, stats);
+    entry.from_config = true;
+    entry.nop = nop;
+    entry.addresses = acl_addresses(t);
+    entry.initiator_names = t.initiator_names.clone();
+    entry.accounts = t.accounts.clone();
+    for ((conf, lu), (lun, size_bytes, opened_rw)) in t.luns.iter().zip(lus).zip(records) {
+        entry.luns.insert(
+            lun,
+            LunRecord {
+                conf: conf.clone(),
+                lu,
+                size_bytes,
+                opened_rw,
+                online: true,
+                backing: None,
+            },
+        );
+    }
+    Ok(entry)
+}
+
 /// Applies a target's iSCSI keys from the configuration to what its logins offer.
 pub fn target_limits(t: &TargetConf) -> Result<TargetLimits, StartError> {
     let mut limits = TargetLimits::default();
@@ -306,64 +373,19 @@ pub fn start(config: &Config, opts: StartOptions) -> Result<Daemon, StartError> 
     let mut entries = Vec::with_capacity(config.targets.len());
     for (i, (t, stores)) in config.targets.iter().zip(stores).enumerate() {
         let limits = target_limits(t)?;
-        let scsi = scsi_target(t, &stores);
         let cpu = t
             .cpu
             .or_else(|| (!cpus.is_empty()).then(|| cpus[i % cpus.len()]));
-        let lu_configs: Vec<gw_scsi::LuConfig> = t
-            .luns
-            .iter()
-            .filter_map(|l| scsi.lu_status(l.lun).map(|s| s.cfg))
-            .collect();
-        let records: Vec<(u64, u64, bool)> = stores
-            .iter()
-            .map(|(lun, b, _)| (*lun, b.size_bytes, b.writable))
-            .collect();
-        let stats = Arc::new(TargetStats::default());
-        let handle = target::spawn(
-            TargetSetup {
-                tid: t.tid,
-                scsi,
-                stores,
-                cpu,
-                stats: stats.clone(),
-                pr_dir: state_dir
-                    .as_deref()
-                    .map(|d| target::aptpl::target_dir(d, &t.name)),
-                nop: t.nop(timeouts.nop),
-            },
-            gw_uring::RingOptions::default(),
+        let entry = start_configured_target(
+            t,
+            stores,
+            limits,
+            cpu,
+            t.nop(timeouts.nop),
+            state_dir.as_deref(),
             mgmt_tx.clone(),
         )?;
-        let mut entry = TargetEntry::new(t.tid, t.name.clone(), limits, handle, stats);
-        entry.from_config = true;
-        entry.nop = t.nop(timeouts.nop);
-        // As tgt-admin does: no initiator-address means every address may log in.
-        entry.addresses = if t.initiator_addresses.is_empty() {
-            vec!["ALL".to_string()]
-        } else {
-            t.initiator_addresses.clone()
-        };
-        entry.initiator_names = t.initiator_names.clone();
-        for ((conf, lu), (lun, size_bytes, opened_rw)) in t.luns.iter().zip(lu_configs).zip(records)
-        {
-            entry.luns.insert(
-                lun,
-                LunRecord {
-                    conf: conf.clone(),
-                    lu,
-                    size_bytes,
-                    opened_rw,
-                    online: true,
-                    backing: None,
-                },
-            );
-        }
         entries.push(entry);
-    }
-    for (entry, t) in entries.iter_mut().zip(&config.targets) {
-        assert_eq!(entry.tid, t.tid, "entries follow the configuration's order");
-        entry.accounts = t.accounts.clone();
     }
     let mut portals = Vec::with_capacity(portal_addrs.len());
     for &addr in &portal_addrs {

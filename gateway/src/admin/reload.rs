@@ -7,7 +7,6 @@
 //! created with tgtadm (not from the file) are left alone.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use super::service::{PendingAdmin, PendingKind, NO_CONN};
 use crate::backing::Backing;
@@ -15,10 +14,8 @@ use crate::config::{Config, LunConf, TargetConf};
 use crate::daemon;
 use crate::iscsi::chap::Accounts;
 use crate::iscsi::params::TargetLimits;
-use crate::mgmt::{LunRecord, Mgmt, TargetEntry};
+use crate::mgmt::{LunRecord, Mgmt};
 use crate::msg::TargetMsg;
-use crate::stats::TargetStats;
-use crate::target::{self, TargetSetup};
 
 /// What a reload will do to one configured target that stays.
 #[derive(Debug)]
@@ -50,14 +47,6 @@ fn store_differs(a: &LunConf, b: &LunConf) -> bool {
         || a.settings.null_size_bytes != b.settings.null_size_bytes
         || a.settings.bs_opts != b.settings.bs_opts
         || a.settings.write_cache != b.settings.write_cache
-}
-
-fn acl_addresses(t: &TargetConf) -> Vec<String> {
-    if t.initiator_addresses.is_empty() {
-        vec!["ALL".to_string()]
-    } else {
-        t.initiator_addresses.clone()
-    }
 }
 
 impl Mgmt {
@@ -113,7 +102,7 @@ impl Mgmt {
             }
             let mut change = TargetChange {
                 tid: entry.tid,
-                addresses: acl_addresses(t),
+                addresses: daemon::acl_addresses(t),
                 names: t.initiator_names.clone(),
                 limits,
                 accounts: t.accounts.clone(),
@@ -276,62 +265,24 @@ impl Mgmt {
             tid += 1;
         }
         let conf = TargetConf { tid, ..conf };
-        let scsi = daemon::scsi_target(&conf, &stores);
-        let records: Vec<(u64, u64, bool)> = stores
-            .iter()
-            .map(|(lun, b, _)| (*lun, b.size_bytes, b.writable))
-            .collect();
-        let stats = Arc::new(TargetStats::default());
         let cpu = conf
             .cpu
             .or_else(|| (!self.cpus.is_empty()).then(|| self.cpus[tid as usize % self.cpus.len()]));
-        let lus: Vec<gw_scsi::LuConfig> = conf
-            .luns
-            .iter()
-            .filter_map(|l| scsi.lu_status(l.lun).map(|s| s.cfg))
-            .collect();
-        let handle = match target::spawn(
-            TargetSetup {
-                tid,
-                scsi,
-                stores,
-                cpu,
-                stats: stats.clone(),
-                pr_dir: self
-                    .state_dir
-                    .as_deref()
-                    .map(|d| target::aptpl::target_dir(d, &conf.name)),
-                nop: conf.nop(self.timeouts.nop),
-            },
-            gw_uring::RingOptions::default(),
+        let entry = match daemon::start_configured_target(
+            &conf,
+            stores,
+            limits,
+            cpu,
+            conf.nop(self.timeouts.nop),
+            self.state_dir.as_deref(),
             self.to_self.clone(),
         ) {
-            Ok(h) => h,
+            Ok(entry) => entry,
             Err(e) => {
                 tracing::error!(tid, target = %conf.name, "reload: cannot start the target: {e}");
                 return;
             }
         };
-        let mut entry = TargetEntry::new(tid, conf.name.clone(), limits, handle, stats);
-        entry.from_config = true;
-        entry.nop = conf.nop(self.timeouts.nop);
-        entry.addresses = acl_addresses(&conf);
-        entry.initiator_names = conf.initiator_names.clone();
-        entry.accounts = conf.accounts.clone();
-        for ((lun_conf, lu), (lun, size_bytes, opened_rw)) in conf.luns.iter().zip(lus).zip(records)
-        {
-            entry.luns.insert(
-                lun,
-                LunRecord {
-                    conf: lun_conf.clone(),
-                    lu,
-                    size_bytes,
-                    opened_rw,
-                    online: true,
-                    backing: None,
-                },
-            );
-        }
         tracing::info!(tid, target = %conf.name, "reload: target started");
         self.targets.push(entry);
     }
